@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make demo   installs edgeir into .venv and exports AnyIR to Core ML (the main job)
+#   make test   installs edgeir into .venv and runs the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.edgeir-installed
+
+.PHONY: install demo test test-all lint clean
+
+install: $(STAMP)
+
+# torch is installed first and pinned: an unpinned torch pulls the multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet torch==2.13.0
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/edgeir export anyir --target coreml
+
+test: install
+	$(PY) -m pytest -q
+
+test-all: install
+	$(PY) -m pytest -q -m ''
+
+lint: install
+	$(VENV)/bin/ruff check edgeir plugins quant targets tests bench
+
+clean:
+	rm -rf artifacts .pytest_cache

@@ -1,0 +1,43 @@
+"""edgeir: take image-restoration networks to phones.
+
+The public API mirrors the command line::
+
+    import edgeir
+    model = edgeir.build_model("anyir", variant="tiny", task="denoise25")
+    bundle = edgeir.export("anyir", target="onnx", variant="tiny")
+    report = edgeir.verify(bundle.path)
+
+``import edgeir`` stays light: PyTorch and the export SDKs load only when a function needs them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "build_model": "edgeir.api",
+    "export": "edgeir.pipeline",
+    "verify": "edgeir.verify",
+    "run": "edgeir.runimage",
+    "environment": "edgeir.environment",
+    "methods": "edgeir.discovery",
+    "targets": "edgeir.discovery",
+    "quant_schemes": "edgeir.discovery",
+    "Bundle": "edgeir.bundle",
+    "MethodSpec": "edgeir.method",
+    "IOContract": "edgeir.method",
+    "Variant": "edgeir.method",
+    "Target": "edgeir.target",
+    "ExportRecipe": "edgeir.recipe",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'edgeir' has no attribute {name!r}")

@@ -1,0 +1,5 @@
+"""``python -m edgeir``."""
+
+from edgeir.cli import main
+
+raise SystemExit(main())

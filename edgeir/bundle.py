@@ -1,0 +1,137 @@
+"""Bundles: one directory per artifact with its manifest, written atomically.
+
+A bundle is built in a private temporary directory beside its final place and renamed into place
+only when complete, so an interrupted export leaves no half-written bundle and never destroys
+the bundle it replaces until the new one is whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgeir.checkpoint import file_sha256
+from edgeir.errors import UsageError
+
+MANIFEST = "manifest.json"
+VERIFY = "verify.json"
+SCHEMA_VERSION = 1
+
+
+def bundle_name(method: str, variant: str, task: str, target: str, quant: str) -> str:
+    """Directory name of a bundle: ``<method>-<variant>-<task>-<target>-<quant>``."""
+    return f"{method}-{variant}-{task}-{target}-{quant}"
+
+
+@contextlib.contextmanager
+def atomic_directory(final: Path) -> Iterator[Path]:
+    """Yield an empty temporary directory that becomes ``final`` when the block succeeds.
+
+    On an exception (Ctrl-C included) the temporary directory is removed and ``final``, if it
+    existed, is left as it was.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    try:
+        yield tmp
+        backup = None
+        if final.exists():
+            backup = final.parent / f".{final.name}.old-{os.getpid()}"
+            os.replace(final, backup)
+        os.replace(tmp, final)
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def hash_files(root: Path, names: list[str]) -> dict[str, str]:
+    """sha256 of every file under each name (a file or a directory such as an .mlpackage)."""
+    hashes: dict[str, str] = {}
+    for name in names:
+        path = root / name
+        paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in paths:
+            hashes[file.relative_to(root).as_posix()] = file_sha256(file)
+    return hashes
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write JSON atomically (temporary file, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """An exported artifact directory and its manifest."""
+
+    path: Path
+    manifest: dict[str, Any]
+
+    @classmethod
+    def open(cls, path: str | Path) -> Bundle:
+        """Open the bundle at ``path``.
+
+        Raises:
+            UsageError: if ``path`` is not a bundle or its manifest is unreadable or of another schema.
+        """
+        path = Path(path)
+        manifest_path = path / MANIFEST
+        if not manifest_path.is_file():
+            raise UsageError(f"{path} is not an edgeir bundle (no {MANIFEST})")
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise UsageError(f"cannot read {manifest_path}: {exc}") from exc
+        if manifest.get("schema_version") != SCHEMA_VERSION:
+            raise UsageError(
+                f"{manifest_path} has schema version {manifest.get('schema_version')!r}; "
+                f"this edgeir reads version {SCHEMA_VERSION}"
+            )
+        return cls(path, manifest)
+
+    @property
+    def method(self) -> str:
+        return self.manifest["method"]
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]
+
+    @property
+    def programs(self) -> list[dict[str, Any]]:
+        return self.manifest["recipe"]["programs"]
+
+    def program(self, name: str | None = None) -> dict[str, Any]:
+        """The manifest entry of program ``name`` (the first one by default)."""
+        if name is None:
+            return self.programs[0]
+        for program in self.programs:
+            if program["name"] == name:
+                return program
+        names = ", ".join(p["name"] for p in self.programs)
+        raise UsageError(f"bundle {self.path.name} has no program '{name}'; programs: {names}")
+
+    def file(self, name: str) -> Path:
+        """Path of an artifact file named in the manifest."""
+        return self.path / name
+
+    def check_integrity(self) -> list[str]:
+        """Files whose sha256 differs from the manifest (or that are missing)."""
+        bad = []
+        for name, digest in self.manifest.get("files", {}).items():
+            path = self.path / name
+            if not path.is_file() or file_sha256(path) != digest:
+                bad.append(name)
+        return bad

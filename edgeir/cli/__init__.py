@@ -1,0 +1,67 @@
+"""The ``edgeir`` command line: thin commands over the Python API.
+
+Each command module parses its flags, calls one library function and prints. Errors become one
+sentence and an exit code here, in one place: usage 2, plugin load 3, stage failure 4, check
+failure 5. ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from edgeir import __version__
+
+COMMANDS = ("list", "env", "export", "verify", "run")
+_MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgeir",
+        description="Export image-restoration networks to ExecuTorch, Core ML and ONNX; verify, run and profile them.",
+    )
+    parser.add_argument("--version", action="version", version=f"edgeir {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for command in COMMANDS:
+        module = importlib.import_module(f"edgeir.cli.{_MODULES[command]}")
+        module.add_parser(subparsers)
+    return parser
+
+
+def _configure_logging(quiet: bool, debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edgeir: %(levelname)s: %(message)s"))
+    root = logging.getLogger("edgeir")
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    root.propagate = False
+    # Third-party SDKs log optional-kernel and deprecation chatter at import; keep it out of the way.
+    for noisy in ("torchao", "torch", "executorch", "coremltools", "onnxscript"):
+        logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    from edgeir.errors import EdgeirError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.quiet, args.debug)
+    try:
+        return int(args.handler(args) or 0)
+    except EdgeirError as exc:
+        if args.debug:
+            raise
+        print(f"edgeir: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("edgeir: interrupted; nothing was left half-written", file=sys.stderr)
+        return 130

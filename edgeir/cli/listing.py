@@ -1,0 +1,64 @@
+"""``edgeir list``: methods with their variants and tasks, targets, and quantization schemes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser("list", help="list methods, variants, tasks, targets and quantization schemes")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from edgeir.discovery import methods, quant_schemes, targets
+
+    catalog = {"methods": {}, "targets": {}, "quant": {}, "failed_plugins": []}
+    found = methods()
+    for name in found.registry.names():
+        spec = found.registry.get(name)
+        catalog["methods"][name] = {
+            "summary": spec.summary,
+            "variants": {v.name: v.description for v in spec.variants},
+            "default_variant": spec.default_variant,
+            "tasks": list(spec.tasks),
+            "default_task": spec.default_task,
+        }
+    for name in targets().registry.names():
+        target = targets().registry.get(name)
+        available = target.availability()
+        catalog["targets"][name] = {"summary": target.summary, "backends": list(target.backends),
+                                    "quant": list(target.quant_schemes), "default_quant": target.default_quant,
+                                    "available": available.ok, "reason": available.reason}
+    for name in quant_schemes().registry.names():
+        catalog["quant"][name] = quant_schemes().registry.get(name).summary
+    for discovered in (methods(), targets(), quant_schemes()):
+        catalog["failed_plugins"] += [failure.describe() for failure in discovered.failures.values()]
+
+    if args.json:
+        print(json.dumps(catalog, indent=2))
+        return 0
+    print("Methods:")
+    for name, info in catalog["methods"].items():
+        print(f"  {name:<12} {info['summary']}")
+        variants = ", ".join(f"{v}*" if v == info["default_variant"] else v for v in info["variants"])
+        tasks = ", ".join(f"{t}*" if t == info["default_task"] else t for t in info["tasks"])
+        print(f"  {'':<12} variants: {variants}")
+        print(f"  {'':<12} tasks:    {tasks}")
+    print("Targets:")
+    for name, info in catalog["targets"].items():
+        state = "" if info["available"] else f"  [unavailable: {info['reason']}]"
+        print(f"  {name:<12} {info['summary']}{state}")
+        print(f"  {'':<12} backends: {', '.join(info['backends'])}; quant: {', '.join(info['quant'])} "
+              f"(default {info['default_quant']})")
+    print("Quantization schemes:")
+    for name, summary in catalog["quant"].items():
+        print(f"  {name:<12} {summary}")
+    if catalog["failed_plugins"]:
+        print("Plugins that failed to load:")
+        for line in catalog["failed_plugins"]:
+            print(f"  {line}")
+    print("(* = default)")
+    return 0

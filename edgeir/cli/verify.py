@@ -1,0 +1,51 @@
+"""``edgeir verify BUNDLE``: artifact vs eager reference on real photos; writes verify.json."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="compare an artifact with the eager float32 reference on built-in photos",
+        description="Run the artifact and the eager reference (CUDA, else MPS, else CPU) on scikit-image's bundled "
+                    "photos, degraded for the task, and write PSNR and max abs error to BUNDLE/verify.json. "
+                    "Exits 5 when the artifact is below its precision's threshold.")
+    parser.add_argument("bundle", help="bundle directory written by 'edgeir export'")
+    parser.add_argument("--photos", type=int, default=4, help="number of built-in photos (default 4)")
+    parser.add_argument("--weights", default=None, help="checkpoint, if the one recorded in the manifest moved")
+    parser.set_defaults(handler=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from edgeir.verify import verify
+
+    report = verify(args.bundle, photos=args.photos, weights=args.weights)
+    if args.quiet:
+        return 0
+    data = report.data
+    if report.status == "not-run":
+        print(f"{report.bundle.name}: NOT VERIFIED NUMERICALLY: {report.reason}")
+        print(f"  structure: {_structure_line(data.get('structure', {}))}")
+        return 0
+    print(f"{report.bundle.name}: {report.status} (threshold {data['threshold_db']:.0f} dB; "
+          f"reference on {data.get('reference_device', '?')}, artifact in {data['artifact_runtime']})")
+    for name, result in data["programs"].items():
+        if result["status"] == "not-run":
+            print(f"  {name}: not run ({result['reason']})")
+            continue
+        print(f"  {name}: min {result['min_psnr_db']:.1f} dB, mean {result['mean_psnr_db']:.1f} dB, "
+              f"max abs err {result['max_abs_err']:.2e} over {len(result['photos'])} photos")
+    if "accuracy_note" in data:
+        print(f"  note: {data['accuracy_note']}")
+    return 0
+
+
+def _structure_line(structure: dict) -> str:
+    parts = []
+    if "inputs" in structure:
+        parts.append("inputs " + ", ".join(f"{k}{v}" for k, v in structure["inputs"].items()))
+        parts.append("outputs " + ", ".join(f"{k}{v}" for k, v in structure["outputs"].items()))
+    for name, function in structure.get("functions", {}).items():
+        parts.append(f"function {name}: {sum(function['op_counts'].values())} ops")
+    return "; ".join(parts) or "n/a"

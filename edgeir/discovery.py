@@ -1,0 +1,142 @@
+"""Plugin discovery through entry points: find -> load -> validate.
+
+Built-in methods, targets and quantization schemes are found exactly like third-party ones: each
+entry point names one spec object. A plugin that fails to load is reported by name, distribution
+and error; it never breaks the others.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Generic, TypeVar
+
+from edgeir.errors import PluginLoadError
+from edgeir.registry import Registry
+
+T = TypeVar("T")
+
+METHODS_GROUP = "edgeir.plugins"
+TARGETS_GROUP = "edgeir.targets"
+QUANT_GROUP = "edgeir.quant"
+
+
+@dataclass(frozen=True)
+class LoadFailure:
+    """A plugin that could not be used, and why."""
+
+    name: str
+    value: str
+    distribution: str
+    error: str
+
+    def describe(self) -> str:
+        """One line for users: which plugin, from where, what went wrong."""
+        return f"{self.name} ({self.value}, from {self.distribution}): {self.error}"
+
+
+@dataclass
+class Discovered(Generic[T]):
+    """The loaded registry of one group and the plugins of that group that failed."""
+
+    registry: Registry[T]
+    failures: dict[str, LoadFailure] = field(default_factory=dict)
+
+    def get(self, name: str) -> T:
+        """The object named ``name``.
+
+        Raises:
+            PluginLoadError: if that plugin exists but failed to load.
+            UnknownNameError: if no plugin has that name.
+        """
+        if name in self.failures:
+            raise PluginLoadError(f"plugin {self.failures[name].describe()}")
+        return self.registry.get(name)
+
+
+def distribution_of(entry_point: metadata.EntryPoint) -> str:
+    """Name of the distribution that declares ``entry_point`` ('unknown' for hand-built ones)."""
+    dist = getattr(entry_point, "dist", None)
+    return dist.name if dist is not None else "unknown distribution"
+
+
+def load_group(
+    group: str,
+    expected_type: type[T],
+    kind: str,
+    entry_points: Iterable[metadata.EntryPoint] | None = None,
+) -> Discovered[T]:
+    """Load every entry point of ``group`` into a strict registry.
+
+    Args:
+        group: Entry-point group, e.g. ``edgeir.plugins``.
+        expected_type: Class every loaded object must be an instance of.
+        kind: Word for messages ("method", "target").
+        entry_points: The entry points to load; by default those installed.
+
+    Returns:
+        The registry of valid objects and the failures by entry-point name.
+
+    Raises:
+        PluginLoadError: if two entry points claim one name (a name identifies results, so it is
+            never silently replaced).
+    """
+    if entry_points is None:
+        entry_points = metadata.entry_points(group=group)
+    discovered: Discovered[T] = Discovered(Registry(kind))
+    seen: dict[str, str] = {}
+    for ep in entry_points:
+        source = f"'{ep.value}' from {distribution_of(ep)}"
+        if ep.name in seen:
+            raise PluginLoadError(
+                f"{kind} '{ep.name}' is declared twice: by {seen[ep.name]} and by {source}; uninstall one of them"
+            )
+        seen[ep.name] = source
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must not break the others
+            discovered.failures[ep.name] = LoadFailure(
+                ep.name, ep.value, distribution_of(ep), f"{type(exc).__name__}: {exc}"
+            )
+            continue
+        problem = _validate(obj, ep.name, expected_type, kind)
+        if problem:
+            discovered.failures[ep.name] = LoadFailure(ep.name, ep.value, distribution_of(ep), problem)
+            continue
+        discovered.registry.add(ep.name, obj, source)
+    return discovered
+
+
+def _validate(obj: object, name: str, expected_type: type, kind: str) -> str | None:
+    if not isinstance(obj, expected_type):
+        return f"entry point names a {type(obj).__name__}, not a {expected_type.__name__}"
+    obj_name = getattr(obj, "name", None)
+    if obj_name != name:
+        return f"entry point is called '{name}' but the {kind} calls itself '{obj_name}'"
+    return None
+
+
+@functools.cache
+def methods() -> Discovered:
+    """Installed method plugins (cached; pass entry points to :func:`load_group` for others)."""
+    from edgeir.method import MethodSpec
+
+    return load_group(METHODS_GROUP, MethodSpec, "method")
+
+
+@functools.cache
+def targets() -> Discovered:
+    """Installed export targets."""
+    from edgeir.target import Target
+
+    return load_group(TARGETS_GROUP, Target, "target")
+
+
+@functools.cache
+def quant_schemes() -> Discovered:
+    """Installed quantization / precision schemes."""
+    from edgeir.quantization import QuantScheme
+
+    return load_group(QUANT_GROUP, QuantScheme, "quantization scheme")

@@ -1,0 +1,25 @@
+"""Image-quality metrics on float arrays in [0, 1]."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Identical images have infinite PSNR; report this ceiling instead so results stay finite JSON.
+PSNR_CEILING_DB = 200.0
+
+
+def psnr(a: np.ndarray, b: np.ndarray, data_range: float = 1.0) -> float:
+    """PSNR in dB between two images, after clipping both to [0, data_range] as a viewer would."""
+    a = np.clip(np.asarray(a, dtype=np.float64), 0.0, data_range)
+    b = np.clip(np.asarray(b, dtype=np.float64), 0.0, data_range)
+    mse = float(np.mean((a - b) ** 2))
+    if mse <= data_range**2 * 10 ** (-PSNR_CEILING_DB / 10):
+        return PSNR_CEILING_DB
+    return 10.0 * math.log10(data_range**2 / mse)
+
+
+def max_abs_error(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute difference, unclipped."""
+    return float(np.max(np.abs(np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64))))

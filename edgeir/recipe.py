@@ -1,0 +1,190 @@
+"""Export recipes: what to export, how an app feeds it, and which rewrites make it exportable.
+
+A recipe is data, not code paths: the target reads its programs, the manifest records its I/O
+verbatim so an app knows how to feed the artifact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a program, as an app must provide or read it.
+
+    Args:
+        name: Tensor name in the artifact.
+        shape: Shape the program was exported with (batch first).
+        dtype: Element type.
+        layout: Axis order, e.g. "NCHW".
+        kind: "image", "vector" or "mask".
+        value_range: Range of the values (images: 0..1).
+        color_order: Channel order of images ("RGB", "Y"), "" for non-images.
+        scale: Output size over input size along H and W (super-resolution).
+        pad_to: H and W must be multiples of this; pad with reflection and crop after.
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = "float32"
+    layout: str = "NCHW"
+    kind: str = "image"
+    value_range: tuple[float, float] = (0.0, 1.0)
+    color_order: str = "RGB"
+    scale: int = 1
+    pad_to: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form."""
+        data = asdict(self)
+        data["shape"] = list(self.shape)
+        data["value_range"] = list(self.value_range)
+        return data
+
+
+@dataclass(frozen=True)
+class DynamicSize:
+    """Range of H and W a program accepts where the target supports dynamic shapes."""
+
+    min: int
+    max: int
+    multiple: int = 1
+
+    def accepts(self, size: int) -> bool:
+        """Whether ``size`` is a valid H or W."""
+        return self.min <= size <= self.max and size % self.multiple == 0
+
+
+@dataclass(frozen=True)
+class Program:
+    """A named entry point of the artifact: a module, its I/O and its shape policy.
+
+    Args:
+        name: Method name in the artifact (``forward``, ``exit_3``, ``prior``...).
+        module: The eager module to export.
+        inputs: Its inputs, in call order.
+        outputs: Its outputs, in return order.
+        dynamic_hw: H/W range of the image inputs for targets with dynamic shapes; None for a
+            program that needs its exact shape (static attention masks, windows).
+    """
+
+    name: str
+    module: nn.Module = field(repr=False, compare=False)
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    dynamic_hw: DynamicSize | None = None
+
+    def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """Deterministic inputs of the exported shapes, uniform in each input's value range."""
+        import torch
+
+        generator = torch.Generator().manual_seed(seed)
+        tensors = []
+        for spec in self.inputs:
+            low, high = spec.value_range
+            tensors.append(torch.rand(spec.shape, generator=generator) * (high - low) + low)
+        return tuple(tensors)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form (without the module)."""
+        return {
+            "name": self.name,
+            "inputs": [spec.to_json() for spec in self.inputs],
+            "outputs": [spec.to_json() for spec in self.outputs],
+            "dynamic_hw": asdict(self.dynamic_hw) if self.dynamic_hw else None,
+        }
+
+
+@dataclass(frozen=True)
+class TileSpec:
+    """How an app should cut photos larger than the program's shape."""
+
+    size: tuple[int, int]
+    overlap: int
+    multiple: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form."""
+        return {"size": list(self.size), "overlap": self.overlap, "multiple": self.multiple}
+
+
+@dataclass(frozen=True)
+class Rewrite:
+    """An export-time module transform.
+
+    Args:
+        name: Short identifier recorded in the manifest.
+        description: One line saying what it replaces and why.
+        apply: Returns a new module; must not modify its argument.
+        changes_output: False when the eager output must stay equal (checked at export), True for
+            rewrites meant to change it (TLC's local conversion).
+    """
+
+    name: str
+    description: str
+    apply: Callable[[nn.Module], nn.Module] = field(repr=False, compare=False)
+    changes_output: bool = False
+
+
+@dataclass(frozen=True)
+class QuantHints:
+    """Method hints for quantization engines."""
+
+    keep_float: tuple[str, ...] = ()
+    calibration_size: int = 32
+
+
+@dataclass(frozen=True)
+class RecipeOptions:
+    """What the user asked for, as far as the method's recipe cares.
+
+    Args:
+        variant: Model variant.
+        task: Restoration task.
+        input_size: (H, W) of the exported programs; None for the method's default.
+    """
+
+    variant: str
+    task: str
+    input_size: tuple[int, int] | None = None
+
+
+@dataclass(frozen=True)
+class ExportRecipe:
+    """Everything a target needs to export a method: programs, I/O, tiling, rewrites, hints."""
+
+    programs: tuple[Program, ...]
+    tile: TileSpec
+    rewrites: tuple[Rewrite, ...] = ()
+    quant: QuantHints = QuantHints()
+
+    def __post_init__(self) -> None:
+        names = [p.name for p in self.programs]
+        if not names:
+            raise ValueError("a recipe needs at least one program")
+        if len(set(names)) != len(names):
+            raise ValueError(f"program names repeat: {names}")
+
+    def program(self, name: str) -> Program:
+        """The program called ``name``."""
+        for program in self.programs:
+            if program.name == name:
+                return program
+        raise KeyError(f"no program '{name}'; programs: {', '.join(p.name for p in self.programs)}")
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form."""
+        return {
+            "programs": [p.to_json() for p in self.programs],
+            "tile": self.tile.to_json(),
+            "rewrites": [{"name": r.name, "description": r.description, "changes_output": r.changes_output}
+                         for r in self.rewrites],
+            "quant_hints": asdict(self.quant),
+        }

@@ -1,0 +1,116 @@
+"""The target contract: an export format with its optional host runtime.
+
+Heavy SDKs are imported inside methods, never at module import, so listing targets stays fast
+and a missing SDK is a value (:class:`Availability`), not an ImportError at start-up.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from edgeir.bundle import Bundle
+    from edgeir.recipe import ExportRecipe
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether something can be used on this host, and if not, why."""
+
+    ok: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """Options a target resolves before exporting.
+
+    Args:
+        backend: Target backend (``xnnpack``, ``portable``...).
+        quant: Quantization / precision scheme name.
+    """
+
+    backend: str
+    quant: str
+
+
+@dataclass
+class ExportResult:
+    """What a target wrote: artifact files (relative to the bundle) and facts for the manifest."""
+
+    files: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Runner(ABC):
+    """Runs the programs of an exported artifact on this host."""
+
+    runtime: str = ""
+
+    @abstractmethod
+    def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Run ``program`` on float32 arrays and return its outputs as float32 arrays."""
+
+
+class Target(ABC):
+    """An export format. Subclasses set the class attributes and implement the methods.
+
+    Attributes:
+        name: Target name used in flags and bundle names.
+        summary: One line for ``edgeir list``.
+        backends: Backends the target offers; the first is the default.
+        quant_schemes: Schemes it can export; ``default_quant`` is used when none is asked for.
+        dynamic_shapes: Whether programs may keep dynamic H/W.
+    """
+
+    name: str = ""
+    summary: str = ""
+    backends: tuple[str, ...] = ("default",)
+    quant_schemes: tuple[str, ...] = ("fp32",)
+    default_quant: str = "fp32"
+    dynamic_shapes: bool = False
+
+    @property
+    def default_backend(self) -> str:
+        """The backend used when none is asked for."""
+        return self.backends[0]
+
+    def availability(self) -> Availability:
+        """Whether this host can export to the target (its SDK is installed)."""
+        return Availability(True)
+
+    @abstractmethod
+    def export(self, recipe: ExportRecipe, options: ExportOptions, out_dir: Path) -> ExportResult:
+        """Write the artifact for ``recipe`` into ``out_dir`` (an empty, private directory)."""
+
+    @abstractmethod
+    def runtime(self, bundle: Bundle) -> Runner | None:
+        """A runner for the bundle's artifact, or None where this host cannot run the format."""
+
+    def runtime_unavailable_reason(self) -> str:
+        """Why :meth:`runtime` returns None on this host; empty when it does not."""
+        return ""
+
+    def inspect(self, bundle: Bundle) -> dict[str, Any]:
+        """Structural facts about an artifact, checked without running it (I/O, op counts)."""
+        return {}
+
+    def toolchain_versions(self) -> dict[str, str]:
+        """Versions of the packages the target exports and runs with."""
+        return {}
+
+
+def package_version(name: str) -> str:
+    """Installed version of distribution ``name`` without importing it ('not installed' if absent)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"

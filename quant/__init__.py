@@ -1,0 +1,1 @@
+"""Quantization engines and precision schemes, one module per family (``edgeir.quant``)."""

@@ -1,0 +1,1 @@
+"""Export targets (``edgeir.targets``): one module per format, each exposing one ``TARGET``."""

@@ -1,0 +1,111 @@
+"""ExecuTorch ``.pte``: torch.export, lowered to XNNPACK (default) or left on portable kernels.
+
+Several programs become named methods of one ``.pte``. The delegation summary (how much of each
+graph XNNPACK took, and which operators stayed outside) goes into the manifest, because
+non-delegated islands are where artifact latency goes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeir.target import Availability, ExportOptions, ExportResult, Runner, Target, package_version
+
+PTE = "model.pte"
+
+
+class ExecuTorchRunner(Runner):
+    """Runs methods of a ``.pte`` with the ExecuTorch Python runtime."""
+
+    runtime = "executorch"
+
+    def __init__(self, path: Path) -> None:
+        from executorch.runtime import Runtime
+
+        self._program = Runtime.get().load_program(path)
+        self._methods: dict[str, Any] = {}
+
+    def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        if program not in self._methods:
+            self._methods[program] = self._program.load_method(program)
+        tensors = [torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)) for x in inputs]
+        outputs = self._methods[program].execute(tensors)
+        return [o.detach().numpy().astype(np.float32) for o in outputs]
+
+
+def delegation_summary(graph_module) -> dict[str, Any]:
+    """Delegated vs non-delegated nodes of a lowered graph and the operators left outside.
+
+    ``getitem`` nodes that unpack a delegate's outputs are bookkeeping, not computation, and are
+    not counted as left outside.
+    """
+    from executorch.devtools.backend_debug import get_delegation_info
+
+    info = get_delegation_info(graph_module)
+    frame = info.get_operator_delegation_dataframe()
+    outside = {
+        str(row["op_type"]): int(row["occurrences_in_non_delegated_graphs"])
+        for _, row in frame.iterrows()
+        if row["op_type"] not in ("Total", "getitem") and int(row["occurrences_in_non_delegated_graphs"]) > 0
+    }
+    delegated, non_delegated = int(info.num_delegated_nodes), sum(outside.values())
+    total = delegated + non_delegated
+    return {
+        "delegated_nodes": delegated,
+        "non_delegated_nodes": non_delegated,
+        "delegate_subgraphs": int(info.num_delegated_subgraphs),
+        "coverage": round(delegated / total, 4) if total else 0.0,
+        "non_delegated_ops": dict(sorted(outside.items(), key=lambda kv: -kv[1])),
+    }
+
+
+class ExecuTorchTarget(Target):
+    name = "executorch"
+    summary = "ExecuTorch .pte (XNNPACK delegate by default, or portable kernels); runs here"
+    backends = ("xnnpack", "portable")
+    quant_schemes = ("fp32",)
+    default_quant = "fp32"
+
+    def availability(self) -> Availability:
+        ok = importlib.util.find_spec("executorch") is not None
+        return Availability(ok, "" if ok else "the executorch package is not installed")
+
+    def export(self, recipe, options: ExportOptions, out_dir: Path) -> ExportResult:
+        import torch
+        from executorch.exir import to_edge_transform_and_lower
+
+        exported = {
+            program.name: torch.export.export(program.module.eval(), program.example_inputs(), strict=False)
+            for program in recipe.programs
+        }
+        partitioners = []
+        if options.backend == "xnnpack":
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+            partitioners = [XnnpackPartitioner()]
+        edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
+        delegation = {name: delegation_summary(edge.exported_program(name).graph_module) for name in exported}
+        (out_dir / PTE).write_bytes(edge.to_executorch().buffer)
+        return ExportResult(files=[PTE], details={"methods": list(exported), "delegation": delegation})
+
+    def runtime(self, bundle) -> Runner | None:
+        return ExecuTorchRunner(bundle.path / PTE)
+
+    def inspect(self, bundle) -> dict[str, Any]:
+        from executorch.runtime import Runtime
+
+        program = Runtime.get().load_program(bundle.path / PTE)
+        return {"methods": sorted(program.method_names)}
+
+    def toolchain_versions(self) -> dict[str, str]:
+        return {"executorch": package_version("executorch")}
+
+
+TARGET = ExecuTorchTarget()

@@ -1,0 +1,110 @@
+"""ONNX: the dynamo exporter, dynamic H/W where the program allows, run here with ONNX Runtime."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeir.target import Availability, ExportOptions, ExportResult, Runner, Target, package_version
+
+log = logging.getLogger(__name__)
+
+OPSET = 18
+
+
+def program_file(name: str, count: int) -> str:
+    """File of one program: ``model.onnx`` alone, ``<program>.onnx`` for several."""
+    return "model.onnx" if count == 1 else f"{name}.onnx"
+
+
+class OnnxRunner(Runner):
+    """ONNX Runtime sessions on the CPU, one per program."""
+
+    runtime = "onnxruntime"
+
+    def __init__(self, bundle_path: Path, programs: list[dict[str, Any]]) -> None:
+        import onnxruntime as ort
+
+        self._sessions = {}
+        for program in programs:
+            path = bundle_path / program_file(program["name"], len(programs))
+            self._sessions[program["name"]] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        session = self._sessions[program]
+        feeds = {meta.name: np.ascontiguousarray(x, dtype=np.float32)
+                 for meta, x in zip(session.get_inputs(), inputs)}
+        return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
+
+
+class OnnxTarget(Target):
+    name = "onnx"
+    summary = "ONNX model (dynamo exporter, opset 18, dynamic H/W where allowed); runs here with ONNX Runtime"
+    backends = ("onnxruntime",)
+    quant_schemes = ("fp32",)
+    default_quant = "fp32"
+    dynamic_shapes = True
+
+    def availability(self) -> Availability:
+        missing = [m for m in ("onnx", "onnxscript") if importlib.util.find_spec(m) is None]
+        return Availability(not missing, f"missing packages: {', '.join(missing)}" if missing else "")
+
+    def export(self, recipe, options: ExportOptions, out_dir: Path) -> ExportResult:
+        import torch
+
+        files, details = [], {"opset": OPSET, "dynamic_hw": {}}
+        for program in recipe.programs:
+            name = program_file(program.name, len(recipe.programs))
+            input_names = [spec.name for spec in program.inputs]
+            dynamic = None
+            if program.dynamic_hw is not None:
+                dynamic = self._dynamic_shapes(program)
+                details["dynamic_hw"][program.name] = True
+            onnx_program = torch.onnx.export(
+                program.module, program.example_inputs(), dynamo=True, opset_version=OPSET,
+                verbose=False, input_names=input_names, output_names=[spec.name for spec in program.outputs],
+                dynamic_shapes=dynamic, external_data=False, optimize=True,
+            )
+            onnx_program.save(str(out_dir / name), external_data=False)
+            files.append(name)
+        return ExportResult(files=files, details=details)
+
+    @staticmethod
+    def _dynamic_shapes(program) -> tuple[dict[int, Any], ...]:
+        from torch.export import Dim
+
+        size = program.dynamic_hw
+        shapes = []
+        for index, spec in enumerate(program.inputs):
+            if spec.kind in ("image", "mask") and len(spec.shape) == 4:
+                # H and W as multiples of the program's size multiple, so shape arithmetic stays exact.
+                h = Dim(f"h{index}", min=max(1, size.min // size.multiple), max=size.max // size.multiple)
+                w = Dim(f"w{index}", min=max(1, size.min // size.multiple), max=size.max // size.multiple)
+                shapes.append({2: size.multiple * h, 3: size.multiple * w})
+            else:
+                shapes.append({})
+        return tuple(shapes)
+
+    def runtime(self, bundle) -> Runner | None:
+        return OnnxRunner(bundle.path, bundle.programs)
+
+    def inspect(self, bundle) -> dict[str, Any]:
+        import onnx
+
+        ops: dict[str, int] = {}
+        for program in bundle.programs:
+            model = onnx.load(str(bundle.path / program_file(program["name"], len(bundle.programs))))
+            for node in model.graph.node:
+                ops[node.op_type] = ops.get(node.op_type, 0) + 1
+        return {"op_counts": dict(sorted(ops.items()))}
+
+    def toolchain_versions(self) -> dict[str, str]:
+        return {name: package_version(name) for name in ("onnx", "onnxscript", "onnxruntime")}
+
+
+TARGET = OnnxTarget()
