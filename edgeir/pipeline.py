@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import logging
 import platform
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,15 +37,17 @@ REWRITE_TOLERANCE = 1e-4
 
 
 @contextlib.contextmanager
-def stage(name: str, bar) -> Iterator[None]:
-    """Run one stage: show it, and turn any failure into a :class:`StageError` naming it."""
+def stage(name: str, bar, timings: dict[str, float]) -> Iterator[None]:
+    """Run one stage: show it, time it, and turn any failure into a :class:`StageError` naming it."""
     bar.set_postfix_str(name)
+    start = time.perf_counter()
     try:
         yield
     except EdgeirError:
         raise
     except Exception as exc:
         raise StageError(name, f"{type(exc).__name__}: {exc}") from exc
+    timings[name] = round(time.perf_counter() - start, 2)
     bar.update(1)
 
 
@@ -70,8 +73,9 @@ def resolve_target_options(target: Target, backend: str | None, quant: str | Non
     return ExportOptions(backend=backend, quant=quant), scheme
 
 
-def apply_rewrites(recipe: ExportRecipe) -> tuple[ExportRecipe, list[dict[str, Any]]]:
-    """Apply the recipe's rewrites to every program, checking that output-preserving ones preserve it.
+def apply_rewrites(recipe: ExportRecipe, backend: str) -> tuple[ExportRecipe, list[dict[str, Any]]]:
+    """Apply the recipe's rewrites for ``backend`` to every program, checking that output-preserving
+    ones preserve the output.
 
     Returns:
         The recipe with rewritten modules, and one record per (program, rewrite) with the largest
@@ -84,7 +88,7 @@ def apply_rewrites(recipe: ExportRecipe) -> tuple[ExportRecipe, list[dict[str, A
         example = program.example_inputs()
         with torch.no_grad():
             before = _as_tuple(module(*example))
-        for rewrite in recipe.rewrites:
+        for rewrite in (r for r in recipe.rewrites if r.applies_to(backend)):
             module = rewrite.apply(copy.deepcopy(module)).eval()
             with torch.no_grad():
                 after = _as_tuple(module(*example))
@@ -166,31 +170,33 @@ def export(
     target_label = target if options.backend == target_obj.default_backend else f"{target}-{options.backend}"
     final = Path(output) / bundle_name(method, variant, task, target_label, options.quant)
 
+    timings: dict[str, float] = {}
     with progress_bar(total=len(STAGES), desc=f"export {final.name}") as bar:
-        with stage("build", bar):
+        with stage("build", bar, timings):
             model, weights_info = build_model_with_weights(method, variant, task, weights, seed)
-        with stage("recipe", bar):
+        with stage("recipe", bar, timings):
             recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size))
-        with stage("rewrite", bar):
-            lowered, rewrite_records = apply_rewrites(recipe)
+        with stage("rewrite", bar, timings):
+            lowered, rewrite_records = apply_rewrites(recipe, options.backend)
         with atomic_directory(final) as tmp:
-            with stage("export", bar):
+            with stage("export", bar, timings):
                 result = target_obj.export(lowered, options, tmp)
             manifest = _manifest(spec, variant, task, target_obj, options, recipe, weights_info,
                                  rewrite_records, result.details, hash_files(tmp, result.files))
             write_json(tmp / MANIFEST, manifest)
             bundle = Bundle(tmp, manifest)
-            with stage("load", bar):
+            with stage("load", bar, timings):
                 runner = target_obj.runtime(bundle)
             if runner is None:
                 manifest["export_check"] = {"status": "not-run", "reason": target_obj.runtime_unavailable_reason()}
                 bar.update(2)
             else:
-                with stage("run", bar):
+                with stage("run", bar, timings):
                     check = smoke_check(runner, lowered, scheme)
-                with stage("compare", bar):
+                with stage("compare", bar, timings):
                     manifest["export_check"] = {"status": "passed", "runtime": runner.runtime, "programs": check}
-            with stage("write", bar):
+            with stage("write", bar, timings):
+                manifest["stage_seconds"] = timings
                 write_json(tmp / MANIFEST, manifest)
     return Bundle.open(final)
 

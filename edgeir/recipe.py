@@ -125,12 +125,18 @@ class Rewrite:
         apply: Returns a new module; must not modify its argument.
         changes_output: False when the eager output must stay equal (checked at export), True for
             rewrites meant to change it (TLC's local conversion).
+        backends: Target backends the rewrite is for (e.g. a delegate's op coverage); empty for all.
     """
 
     name: str
     description: str
     apply: Callable[[nn.Module], nn.Module] = field(repr=False, compare=False)
     changes_output: bool = False
+    backends: tuple[str, ...] = ()
+
+    def applies_to(self, backend: str) -> bool:
+        """Whether this rewrite is used when exporting for ``backend``."""
+        return not self.backends or backend in self.backends
 
 
 @dataclass(frozen=True)
@@ -184,7 +190,7 @@ class ExportRecipe:
         return {
             "programs": [p.to_json() for p in self.programs],
             "tile": self.tile.to_json(),
-            "rewrites": [{"name": r.name, "description": r.description, "changes_output": r.changes_output}
-                         for r in self.rewrites],
+            "rewrites": [{"name": r.name, "description": r.description, "changes_output": r.changes_output,
+                          "backends": list(r.backends)} for r in self.rewrites],
             "quant_hints": asdict(self.quant),
         }

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 from edgeir import __version__
@@ -46,6 +47,10 @@ def _configure_logging(quiet: bool, debug: bool) -> None:
     # Third-party SDKs log optional-kernel and deprecation chatter at import; keep it out of the way.
     for noisy in ("torchao", "torch", "executorch", "coremltools", "onnxscript"):
         logging.getLogger(noisy).setLevel(logging.DEBUG if debug else logging.ERROR)
+    if not debug:
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=UserWarning, module=r"(torch|coremltools|onnxscript)\.")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

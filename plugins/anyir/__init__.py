@@ -29,6 +29,9 @@ if TYPE_CHECKING:
 TASKS = ("allinone3", "allinone5", "denoise15", "denoise25", "denoise50", "derain", "dehaze", "deblur", "lowlight")
 SIZE_MULTIPLE = 8  # three PixelUnshuffle(2) levels
 DEFAULT_SIZE = {"paper": 256, "mobile": 256, "tiny": 64}
+# Rewrites that trade more, smaller ops for full XNNPACK delegation; other backends have native
+# LayerNorm and reductions and are better served by the plain graph.
+DELEGATE_REWRITES = {"delegate_friendly": ("xnnpack",)}
 IO = IOContract(
     in_channels=3,
     out_channels=3,
@@ -64,7 +67,8 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     return ExportRecipe(
         programs=(program,),
         tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=SIZE_MULTIPLE),
-        rewrites=tuple(Rewrite(name, description, fn) for name, fn, description in EXPORT_REWRITES),
+        rewrites=tuple(Rewrite(name, description, fn, backends=DELEGATE_REWRITES.get(name, ()))
+                       for name, fn, description in EXPORT_REWRITES),
         quant=QuantHints(calibration_size=32),
     )
 
