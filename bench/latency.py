@@ -22,6 +22,10 @@ from edgeir.discovery import targets
 from edgeir.reference import ReferenceRunner
 
 
+def _artifact_call(runner, program: str):
+    return lambda x: runner.run(program, [x])
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("method")
@@ -44,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
             first = first or bundle
             runner = targets().get(target).runtime(bundle)
             label = f"{target} ({bundle.manifest['backend']})"
-            contenders[label] = (lambda r=runner, name=bundle.program()["name"]: lambda x: r.run(name, [x]))()
+            contenders[label] = _artifact_call(runner, bundle.program()["name"])
             delegation = bundle.manifest["target_details"].get("delegation")
             if delegation:
                 for name, stats in delegation.items():

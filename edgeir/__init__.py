@@ -20,9 +20,9 @@ __version__ = "0.1.0"
 _LAZY = {
     "build_model": "edgeir.api",
     "export": "edgeir.pipeline",
-    "verify": "edgeir.verify",
+    "verify": "edgeir.verification",
     "run": "edgeir.runimage",
-    "environment": "edgeir.environment",
+    "environment": "edgeir.hostinfo",
     "methods": "edgeir.discovery",
     "targets": "edgeir.discovery",
     "quant_schemes": "edgeir.discovery",

@@ -92,12 +92,12 @@ def apply_rewrites(recipe: ExportRecipe, backend: str) -> tuple[ExportRecipe, li
             module = rewrite.apply(copy.deepcopy(module)).eval()
             with torch.no_grad():
                 after = _as_tuple(module(*example))
-            change = max(max_abs_error(a.numpy(), b.numpy()) for a, b in zip(before, after))
+            change = max(max_abs_error(a.numpy(), b.numpy()) for a, b in zip(before, after, strict=True))
             scale = max(1.0, max(float(a.abs().max()) for a in before))
             records.append({"program": program.name, "rewrite": rewrite.name, "max_abs_change": change})
             if not rewrite.changes_output and change > REWRITE_TOLERANCE * scale:
-                raise StageError("rewrite", f"rewrite '{rewrite.name}' changed the output of program "
-                                            f"'{program.name}' by {change:.3g} (tolerance {REWRITE_TOLERANCE * scale:.3g})")
+                raise StageError("rewrite", f"rewrite '{rewrite.name}' changed the output of program '{program.name}' "
+                                            f"by {change:.3g} (tolerance {REWRITE_TOLERANCE * scale:.3g})")
             if rewrite.changes_output:
                 before = after
         programs.append(dataclasses.replace(program, module=module))
@@ -122,8 +122,8 @@ def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme) -> dict[st
         except Exception as exc:
             raise StageError("run", f"program '{program.name}': {type(exc).__name__}: {exc}") from exc
         expected = ReferenceRunner(program.module, torch.device("cpu")).run(example)
-        worst = min(psnr(g, e) for g, e in zip(got, expected))
-        error = max(max_abs_error(g, e) for g, e in zip(got, expected))
+        worst = min(psnr(g, e) for g, e in zip(got, expected, strict=True))
+        error = max(max_abs_error(g, e) for g, e in zip(got, expected, strict=True))
         results[program.name] = {"psnr_db": round(worst, 2), "max_abs_err": error}
         if worst < scheme.verify_threshold_db:
             raise StageError("compare", f"program '{program.name}' of the artifact differs from the eager model: "

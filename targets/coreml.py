@@ -41,7 +41,8 @@ class CoreMLRunner(Runner):
 
     def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         spec = self._programs[program]
-        feeds = {i["name"]: np.ascontiguousarray(x, dtype=np.float32) for i, x in zip(spec["inputs"], inputs)}
+        feeds = {i["name"]: np.ascontiguousarray(x, dtype=np.float32)
+                 for i, x in zip(spec["inputs"], inputs, strict=True)}
         result = self._models[program].predict(feeds)
         return [np.asarray(result[o["name"]], dtype=np.float32) for o in spec["outputs"]]
 
@@ -119,9 +120,12 @@ class CoreMLTarget(Target):
         import coremltools as ct
 
         spec = ct.utils.load_spec(str(bundle.path / PACKAGE))
+        # A multifunction package describes I/O per function; a single one at the top level.
+        described = {f.name: f for f in spec.description.functions} or {"main": spec.description}
+        default = spec.description.defaultFunctionName or next(iter(described))
         description = {
-            "inputs": {i.name: list(i.type.multiArrayType.shape) for i in spec.description.input},
-            "outputs": {o.name: list(o.type.multiArrayType.shape) for o in spec.description.output},
+            "inputs": _shapes(described[default].input),
+            "outputs": _shapes(described[default].output),
             "specification_version": spec.specificationVersion,
             "functions": {},
         }
@@ -130,12 +134,18 @@ class CoreMLTarget(Target):
             for block in function.block_specializations.values():
                 for op in block.operations:
                     ops[op.type] = ops.get(op.type, 0) + 1
-            description["functions"][name] = {"op_counts": dict(sorted(ops.items())),
-                                              "precision": sorted(function.block_specializations)}
+            entry = {"op_counts": dict(sorted(ops.items())), "opsets": sorted(function.block_specializations)}
+            if name in described:
+                entry.update(inputs=_shapes(described[name].input), outputs=_shapes(described[name].output))
+            description["functions"][name] = entry
         return description
 
     def toolchain_versions(self) -> dict[str, str]:
         return {"coremltools": package_version("coremltools")}
+
+
+def _shapes(features) -> dict[str, list[int]]:
+    return {f.name: list(f.type.multiArrayType.shape) for f in features}
 
 
 TARGET = CoreMLTarget()

@@ -38,7 +38,7 @@ class OnnxRunner(Runner):
     def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         session = self._sessions[program]
         feeds = {meta.name: np.ascontiguousarray(x, dtype=np.float32)
-                 for meta, x in zip(session.get_inputs(), inputs)}
+                 for meta, x in zip(session.get_inputs(), inputs, strict=True)}
         return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
 
 

@@ -15,5 +15,17 @@ def test_import_edgeir_loads_no_heavy_sdk():
 
 
 def test_listing_loads_no_heavy_sdk():
-    code = "import contextlib, io\nfrom edgeir.cli import main\nwith contextlib.redirect_stdout(io.StringIO()): main(['list'])"
+    code = ("import contextlib, io\nfrom edgeir.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()): main(['list'])")
     assert _loaded_after(code) == []
+
+
+def test_public_api_functions_survive_submodule_imports():
+    import edgeir
+    import edgeir.hostinfo  # noqa: F401
+    import edgeir.pipeline  # noqa: F401
+    import edgeir.runimage  # noqa: F401
+    import edgeir.verification  # noqa: F401
+
+    for name in ("build_model", "export", "verify", "run", "environment"):
+        assert callable(getattr(edgeir, name)), name

@@ -13,7 +13,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.environment import environment
+    from edgeir.hostinfo import environment
 
     info = environment()
     if args.json:

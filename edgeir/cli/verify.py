@@ -18,7 +18,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.verify import verify
+    from edgeir.verification import verify
 
     report = verify(args.bundle, photos=args.photos, weights=args.weights)
     if args.quiet:

@@ -1,7 +1,7 @@
 """AnyIR: all-in-one image restoration with efficient degradation adaptation.
 
-Ren et al., "AnyIR: Any Image Restoration via Efficient Spatial-Frequency Degradation
-Adaptation", arXiv 2504.14249. A 4-level U-shape of degradation adaptation blocks: each block
+Ren et al., "Any Image Restoration with Efficient Automatic Degradation Adaptation" (AnyIR),
+arXiv 2504.14249. A 4-level U-shape of degradation adaptation blocks: each block
 splits channels even/odd, runs transposed attention on one half and gated degradation adaption on
 the other, and fuses them in space and frequency.
 
@@ -49,6 +49,7 @@ def _build(variant: str, task: str) -> nn.Module:
 
 def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.plugins.anyir.rewrites import EXPORT_REWRITES
+
     from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, Rewrite, TensorSpec, TileSpec
 
     height, width = options.input_size or (DEFAULT_SIZE[options.variant],) * 2
@@ -86,12 +87,12 @@ def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
 SPEC = MethodSpec(
     name="anyir",
     summary="AnyIR all-in-one restorer: skip-split attention + gated degradation adaption U-net (5.7M params)",
-    paper="Ren et al., AnyIR: Any Image Restoration via Efficient Spatial-Frequency Degradation Adaptation, "
+    paper="Ren et al., Any Image Restoration with Efficient Automatic Degradation Adaptation (AnyIR), "
           "arXiv 2504.14249",
     tasks=TASKS,
     variants=(
         Variant("paper", "released configuration: dim 28, blocks [3,5,5,7], 4 refinement, heads [1,2,4,8] "
-                         "(5.74M params; the paper's Table 4 reports 6.29M)", declared_params=5_736_380),
+                         "(5.74M params; the paper's Table 4 reports 6.29M)", declared_params=5_736_376),
         Variant("mobile", "dim 16, blocks [2,3,3,4], 2 refinement; for phones at 256x256"),
         Variant("tiny", "dim 8, one block per level, 1 refinement; for tests"),
     ),

@@ -87,7 +87,7 @@ def _infer_ffn_expansion(sd: Mapping[str, torch.Tensor], dim: int) -> float:
     shortest decimal inside it is what a person would have written in the config.
     """
     hidden = {}
-    for stage, width in zip(_STAGES, level_widths(dim)):
+    for stage, width in zip(_STAGES, level_widths(dim), strict=True):
         key = f"{stage}.0.ffn.project_out.weight"
         if key in sd:
             hidden[width] = int(sd[key].shape[1])

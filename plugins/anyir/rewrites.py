@@ -125,7 +125,12 @@ def _conv(weight: torch.Tensor, bias: torch.Tensor | None = None, groups: int = 
     """A Conv2d ('same' padding, stride 1) holding copies of the given weight and bias."""
     out_ch, in_per_group, kh, kw = weight.shape
     conv = nn.Conv2d(
-        in_per_group * groups, out_ch, (kh, kw), padding=(kh // 2, kw // 2), groups=groups, bias=bias is not None
+        in_per_group * groups,
+        out_ch,
+        (kh, kw),
+        padding=(kh // 2, kw // 2),
+        groups=groups,
+        bias=bias is not None,
     )
     with torch.no_grad():
         conv.weight.copy_(weight)
@@ -217,7 +222,9 @@ class DelegatedGatedDA(nn.Module):
         source = tile_channels(torch.arange(channels, dtype=torch.float32).reshape(1, -1, 1, 1), n_alpha)
         rows = source.flatten().long()
         tau = gated.tau.detach().flatten()
-        self.alpha_scale = _conv((_select(rows, channels) * tau[rows, None])[:, :, None, None], torch.ones(n_alpha))
+        self.alpha_scale = _conv(
+            (_select(rows, channels) * tau[rows, None])[:, :, None, None], torch.ones(n_alpha)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         f_hat = self.norm(x)
@@ -226,7 +233,9 @@ class DelegatedGatedDA(nn.Module):
         sigma = torch.sqrt((centred * centred).mean(dim=(2, 3), keepdim=True) + self.eps)
         alpha_scale = self.alpha_scale(torch.sigmoid(mu + sigma))
         alpha = self.W_depth(self.W_alpha(f_hat)) * alpha_scale
-        gated = torch.sigmoid(self.W_gamma(f_hat)) * self.W_gate(torch.cat([self.W_beta(f_hat), alpha], dim=1))
+        gated = torch.sigmoid(self.W_gamma(f_hat)) * self.W_gate(
+            torch.cat([self.W_beta(f_hat), alpha], dim=1)
+        )
         return self.W_proj(gated + x)
 
 
@@ -261,7 +270,9 @@ class DelegatedAttention(nn.Module):
         projections, depthwise = [], []
         for part in range(3):
             rows = slice(part * half, (part + 1) * half)
-            projections.append(_conv(*_fold_input_affine(qkv_w[rows], qkv_b[rows], ln_w, ln_b, even, channels)))
+            projections.append(
+                _conv(*_fold_input_affine(qkv_w[rows], qkv_b[rows], ln_w, ln_b, even, channels))
+            )
             depthwise.append(_conv(dw_w[rows], dw_b[rows] if has_dw_bias else None, groups=half))
         self.to_q, self.to_k, self.to_v = projections
         self.dw_q, self.dw_k, self.dw_v = depthwise

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
-
 from edgeir.plugins.anyir.checkpoint import infer_config, official_state_dict
 from edgeir.plugins.anyir.model import (
     VARIANTS,
@@ -20,6 +18,7 @@ from edgeir.plugins.anyir.rewrites import (
     fft_fusion_to_add,
     fold_batchnorm,
 )
+from torch import nn
 
 TOLERANCE = 1e-4
 SIZES = [(64, 64), (64, 96), (128, 128)]
@@ -165,7 +164,9 @@ def _max_error(reference: nn.Module, candidate: nn.Module, size: tuple[int, int]
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("rewrite", [fold_batchnorm, fft_fusion_to_add, delegate_friendly], ids=lambda f: f.__name__)
+@pytest.mark.parametrize(
+    "rewrite", [fold_batchnorm, fft_fusion_to_add, delegate_friendly], ids=lambda f: f.__name__
+)
 def test_each_rewrite_preserves_eval_outputs(tiny: AnyIR, rewrite, size: tuple[int, int]) -> None:
     assert _max_error(tiny, rewrite(tiny), size) < TOLERANCE
 
@@ -206,7 +207,11 @@ def test_rewrites_do_not_modify_their_input(tiny: AnyIR) -> None:
 
 
 def test_export_rewrites_are_named_and_ordered() -> None:
-    assert [name for name, _, _ in EXPORT_REWRITES] == ["fold_batchnorm", "fft_fusion_to_add", "delegate_friendly"]
+    assert [name for name, _, _ in EXPORT_REWRITES] == [
+        "fold_batchnorm",
+        "fft_fusion_to_add",
+        "delegate_friendly",
+    ]
     assert all(callable(fn) and isinstance(desc, str) and desc for _, fn, desc in EXPORT_REWRITES)
 
 
@@ -221,7 +226,14 @@ def test_rewritten_graph_has_no_ops_xnnpack_leaves_out(tiny: AnyIR) -> None:
     for _, rewrite, _ in EXPORT_REWRITES:
         rewritten = rewrite(rewritten)
     nodes = _aten_ops(rewritten, torch.rand(1, 3, 64, 64))
-    forbidden = {"sum", "split_with_sizes", "expand", "var_mean", "_native_batch_norm_legit_no_training", "index"}
+    forbidden = {
+        "sum",
+        "split_with_sizes",
+        "expand",
+        "var_mean",
+        "_native_batch_norm_legit_no_training",
+        "index",
+    }
     forbidden |= {"native_layer_norm", "_fft_r2c", "_fft_c2r", "repeat", "linalg_vector_norm"}
     names = [n.target.__name__.split(".")[0] for n in nodes]
     assert not set(names) & forbidden
@@ -300,8 +312,15 @@ def test_official_state_dict_rejects_non_tensors_and_empty() -> None:
         VARIANTS["tiny"],
         VARIANTS["mobile"],
         AnyIRConfig(dim=32, num_blocks=(4, 6, 6, 8)),  # the older release defaults
-        AnyIRConfig(dim=8, num_blocks=(2, 1, 1, 3), num_refinement_blocks=0, heads=(2, 2, 4, 4),
-                    ffn_expansion_factor=2.66, bias=True, layernorm="bias_free"),
+        AnyIRConfig(
+            dim=8,
+            num_blocks=(2, 1, 1, 3),
+            num_refinement_blocks=0,
+            heads=(2, 2, 4, 4),
+            ffn_expansion_factor=2.66,
+            bias=True,
+            layernorm="bias_free",
+        ),
     ],
     ids=["tiny", "mobile", "older_release", "odd"],
 )

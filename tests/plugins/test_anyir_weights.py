@@ -7,7 +7,6 @@ import pytest
 import torch
 
 import edgeir
-from edgeir.discovery import methods
 from edgeir.errors import CheckpointError
 
 
@@ -47,7 +46,9 @@ def test_plain_state_dict_loads(tmp_path, trained_like):
     model, _ = trained_like
     torch.save(model.state_dict(), tmp_path / "plain.pth")
     loaded = edgeir.build_model("anyir", variant="tiny", weights=tmp_path / "plain.pth")
-    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    expected, got = model.state_dict(), loaded.state_dict()
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[k], got[k]) for k in expected)
 
 
 def test_checkpoint_of_another_variant_names_the_mismatch(trained_like):

@@ -14,9 +14,9 @@ PACKAGES = ("torch", "executorch", "coremltools", "onnx", "onnxscript", "onnxrun
 
 def environment() -> dict[str, Any]:
     """Versions, devices, and every plugin with its source (failed ones with their error)."""
-    from edgeir.reference import best_device
-
     import torch
+
+    from edgeir.reference import best_device
 
     devices = ["cpu"]
     if torch.cuda.is_available():
