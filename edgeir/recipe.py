@@ -104,15 +104,34 @@ class Program:
 
 @dataclass(frozen=True)
 class TileSpec:
-    """How an app should cut photos larger than the program's shape."""
+    """How an app should cut photos larger than the program's shape (see :mod:`edgeir.tiling`).
+
+    Tiles of ``size`` overlap by at least ``overlap`` pixels and are blended with linear ramps;
+    a program with dynamic H/W may take larger tiles, still multiples of ``multiple``.
+
+    Args:
+        size: (H, W) of one tile: the exported program's shape.
+        overlap: Least overlap of neighbouring tiles, in input pixels.
+        multiple: Tile H and W must be multiples of this.
+        global_state: How tiles get state that depends on the whole photo. ``"none"``: tiles are
+            independent (what the tiler does today; methods with global statistics, like AnyIR's
+            transposed attention, then differ slightly from a whole-image run). Reserved for
+            methods that need it: ``"program:<name>"`` would mean running program ``<name>`` once
+            on the photo down-scaled to the tile size (DiffIR's IPR prior) and feeding its output
+            to every tile as a second input; ``"tlc"`` would mean the exported program already
+            uses local windows (TLC) and tiles need nothing else. No method uses either yet; only
+            ``"none"`` is implemented, and ``edgeir run`` refuses a bundle that asks for another.
+    """
 
     size: tuple[int, int]
     overlap: int
     multiple: int = 1
+    global_state: str = "none"
 
     def to_json(self) -> dict[str, Any]:
         """The manifest form."""
-        return {"size": list(self.size), "overlap": self.overlap, "multiple": self.multiple}
+        return {"size": list(self.size), "overlap": self.overlap, "multiple": self.multiple,
+                "global_state": self.global_state}
 
 
 @dataclass(frozen=True)

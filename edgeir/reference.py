@@ -101,3 +101,15 @@ class ReferenceRunner:
         if isinstance(outputs, torch.Tensor):
             outputs = (outputs,)
         return [o.detach().float().cpu().numpy() for o in outputs]
+
+    def run_tiled(self, image_hwc: np.ndarray, tile: tuple[int, int] | int, overlap: int, multiple: int = 1,
+                  scale: int = 1, progress=None) -> np.ndarray:
+        """The module on a photo of any size, tile by tile as artifacts run (see :mod:`edgeir.tiling`).
+
+        Returns:
+            (H*scale)x(W*scale)xC float32 image.
+        """
+        from edgeir.tiling import restore_tiled
+
+        return restore_tiled(image_hwc, lambda batch: self.run([batch])[0], tile, overlap, multiple, scale,
+                             progress=progress)

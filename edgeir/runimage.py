@@ -1,47 +1,177 @@
-"""Running an artifact on an image file."""
+"""Running an artifact on photos of any size: a file or a folder in, a file or a folder out.
+
+Photos are cut into overlapping tiles of the program's shape (:mod:`edgeir.tiling`); a program
+exported with dynamic H/W (ONNX) takes larger tiles, up to the whole photo. Alpha, bit depth and
+the ICC profile of each photo are carried to its output; outputs are written atomically.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from edgeir.bundle import Bundle
 from edgeir.discovery import targets
 from edgeir.errors import UsageError
-from edgeir.imageio import read_image, write_image
+from edgeir.imageio import IMAGE_EXTENSIONS, Picture, load_image, write_image
+from edgeir.progress import progress_bar
+from edgeir.tiling import dynamic_tile, restore_tiled
+
+# Largest tile side for programs with dynamic H/W: bigger tiles mean fewer seams but more memory.
+DYNAMIC_TILE = 512
 
 
-def run(bundle: str | Path | Bundle, image: str | Path, output: str | Path, *, program: str | None = None) -> Path:
-    """Restore ``image`` with the bundle's artifact and write the result to ``output``.
+@dataclass(frozen=True)
+class TilePolicy:
+    """How one program is tiled.
 
-    The image must fit the program: its exact shape for a static program, or a size in the
-    program's dynamic range (tiling of larger photos is a separate feature).
+    Args:
+        tile: (H, W) of a static program's tiles; None for a dynamic program (chosen per photo).
+        overlap: Least overlap of neighbouring tiles, in input pixels.
+        multiple: Tile sides are multiples of this.
+        scale: Output size over input size.
+        channels: Image channels the program takes.
+        dynamic: (min, max) of H and W for a dynamic program.
+    """
+
+    tile: tuple[int, int] | None
+    overlap: int
+    multiple: int
+    scale: int
+    channels: int
+    dynamic: tuple[int, int] | None = None
+
+    def tile_for(self, height: int, width: int) -> tuple[int, int]:
+        """Tile size for a ``height`` x ``width`` photo."""
+        if self.tile is not None:
+            return self.tile
+        low, high = self.dynamic
+        return dynamic_tile(height, width, self.multiple, low, high, DYNAMIC_TILE)
+
+
+def tile_policy(bundle: Bundle, program: dict[str, Any]) -> TilePolicy:
+    """The tiling of ``program`` from the bundle's manifest (recipe tile, I/O, dynamic shapes).
 
     Raises:
-        UsageError: if the image does not fit, or the artifact cannot run on this host.
-        ImageError: if the image cannot be read or the output cannot be written.
+        UsageError: if the program does not take one image and return one image.
     """
+    inputs, outputs = program["inputs"], program["outputs"]
+    if not (len(inputs) == 1 and len(outputs) == 1 and inputs[0]["kind"] == "image"
+            and outputs[0]["kind"] == "image"):
+        raise UsageError(f"program '{program['name']}' of {bundle.path.name} does not map one image to one image; "
+                         "it cannot restore a photo on its own")
+    tile = bundle.manifest["recipe"].get("tile", {})
+    if tile.get("global_state", "none") != "none":
+        raise UsageError(f"{bundle.path.name} needs global state for its tiles ({tile['global_state']}), "
+                         "which this edgeir cannot provide yet")
+    _, channels, height, width = inputs[0]["shape"]
+    multiple = max(int(tile.get("multiple", 1)), int(inputs[0].get("pad_to", 1)))
+    overlap = int(tile.get("overlap", 0))
+    scale = int(outputs[0].get("scale", 1))
+    dynamic = program.get("dynamic_hw")
+    if dynamic and bundle.manifest.get("target_details", {}).get("dynamic_hw", {}).get(program["name"], False):
+        multiple = max(multiple, int(dynamic["multiple"]))
+        return TilePolicy(None, overlap, multiple, scale, channels, (int(dynamic["min"]), int(dynamic["max"])))
+    return TilePolicy((height, width), overlap, multiple, scale, channels)
+
+
+def restore_picture(picture: Picture, run_tile: Callable[[np.ndarray], np.ndarray], policy: TilePolicy,
+                    *, desc: str = "") -> np.ndarray:
+    """Restore one photo tile by tile, with a progress bar over its tiles; float32 HxWxC out."""
+    height, width = picture.size
+    pixels = picture.rgb[:, :, :policy.channels] if policy.channels < 3 else picture.rgb
+    with progress_bar(total=None, desc=desc, unit="tile") as bar:
+        return restore_tiled(pixels, run_tile, policy.tile_for(height, width), policy.overlap, policy.multiple,
+                             policy.scale, progress=bar)
+
+
+def _open(bundle: str | Path | Bundle, program: str | None):
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     spec = bundle.program(program)
+    policy = tile_policy(bundle, spec)
     target = targets().get(bundle.target)
     runner = target.runtime(bundle)
     if runner is None:
         raise UsageError(f"cannot run a {bundle.target} artifact here: {target.runtime_unavailable_reason()}")
-    pixels = read_image(image)
-    _, channels, height, width = spec["inputs"][0]["shape"]
-    h, w = pixels.shape[:2]
-    exported_dynamic = bundle.manifest["target_details"].get("dynamic_hw", {}).get(spec["name"], False)
-    dynamic = spec.get("dynamic_hw") if exported_dynamic else None
-    if dynamic:
-        fits = all(dynamic["min"] <= s <= dynamic["max"] and s % dynamic["multiple"] == 0 for s in (h, w))
-        need = f"H and W multiples of {dynamic['multiple']} between {dynamic['min']} and {dynamic['max']}"
+
+    def run_tile(batch: np.ndarray) -> np.ndarray:
+        return runner.run(spec["name"], [batch])[0]
+
+    return policy, run_tile
+
+
+def _restore_file(path: Path, output: Path, run_tile, policy: TilePolicy) -> Path:
+    picture = load_image(path)
+    result = restore_picture(picture, run_tile, policy, desc=path.name)
+    alpha = picture.alpha
+    if alpha is not None and policy.scale > 1:
+        alpha = np.repeat(np.repeat(alpha, policy.scale, axis=0), policy.scale, axis=1)
+    return write_image(output, result, bits=picture.bits, alpha=alpha, icc_profile=picture.icc_profile,
+                       grey=picture.grey)
+
+
+def run(bundle: str | Path | Bundle, image: str | Path, output: str | Path, *, program: str | None = None) -> Path:
+    """Restore the photo ``image`` (any size) with the bundle's artifact and write it to ``output``.
+
+    Args:
+        bundle: Bundle directory (or an opened bundle).
+        image: Input photo (PNG, JPEG, TIFF, WebP; 8 or 16 bit; grey, RGB or RGBA).
+        output: Output file; its extension picks the format.
+        program: Program to run (the bundle's first by default).
+
+    Raises:
+        UsageError: if the program does not restore single images or cannot run on this host.
+        ImageError: naming the file, if the image cannot be read or the output cannot be written.
+    """
+    policy, run_tile = _open(bundle, program)
+    return _restore_file(Path(image), Path(output), run_tile, policy)
+
+
+def image_files(folder: str | Path) -> list[Path]:
+    """The image files directly inside ``folder`` (not recursive), sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                  and not p.name.startswith("."))
+
+
+def restore(bundle: str | Path | Bundle, source: str | Path, output: str | Path, *,
+            program: str | None = None) -> list[Path]:
+    """Restore a photo, or every photo directly inside a folder, with the bundle's artifact.
+
+    A folder's photos go into the folder ``output`` under their own names; a single photo goes to
+    the file ``output`` (or into it, keeping its name, when ``output`` is an existing folder).
+
+    Returns:
+        The files written.
+
+    Raises:
+        UsageError: if ``source`` does not exist, a folder holds no images, or the artifact cannot run.
+        ImageError: naming the file, for the first photo that cannot be read or written; photos
+            restored before it are kept, none is left half-written.
+    """
+    source, output = Path(source), Path(output)
+    if not source.exists():
+        raise UsageError(f"{source} does not exist")
+    if source.is_dir():
+        files = image_files(source)
+        if not files:
+            raise UsageError(f"folder {source} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        if output.exists() and not output.is_dir():
+            raise UsageError(f"{output} is a file; a folder of photos needs an output folder")
+        if output.resolve() == source.resolve():
+            raise UsageError(f"output folder {output} is the input folder; choose another so no photo is overwritten")
+        pairs = [(path, output / path.name) for path in files]
     else:
-        fits = (h, w) == (height, width)
-        need = f"exactly {width}x{height}"
-    if not fits:
-        raise UsageError(f"{image} is {w}x{h}; program '{spec['name']}' of this bundle takes {need} "
-                         "(crop or resize it; tiled inference of any size is not available yet)")
-    batch = np.ascontiguousarray(pixels.transpose(2, 0, 1)[None, :channels], dtype=np.float32)
-    result = runner.run(spec["name"], [batch])[0][0].transpose(1, 2, 0)
-    return write_image(output, result)
+        pairs = [(source, output / source.name if output.is_dir() else output)]
+    policy, run_tile = _open(bundle, program)
+    if len(pairs) == 1:
+        return [_restore_file(*pairs[0], run_tile, policy)]
+    written = []
+    with progress_bar(total=len(pairs), desc="photos", unit="photo") as bar:
+        for path, target in pairs:
+            written.append(_restore_file(path, target, run_tile, policy))
+            bar.update(1)
+    return written

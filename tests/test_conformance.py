@@ -15,20 +15,6 @@ METHODS = methods().registry.names()
 TARGETS = targets().registry.names()
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """One bundle per (method, target), exported once for the module."""
-    root = tmp_path_factory.mktemp("bundles")
-    cache = {}
-
-    def get(method, target):
-        if (method, target) not in cache:
-            cache[method, target] = edgeir.export(method, target, variant="tiny", output=root)
-        return cache[method, target]
-
-    return get
-
-
 def test_every_method_has_paper_and_tiny_and_loads():
     assert not methods().failures, methods().failures
     for name in METHODS:

@@ -90,11 +90,22 @@ def test_run_writes_the_restored_image(trained_like, weighted_bundle, tmp_path):
     assert np.abs(restored - expected).max() <= 1 / 255 + 1e-4
 
 
-def test_run_rejects_an_image_outside_the_program_range(weighted_bundle, tmp_path):
-    from edgeir.errors import UsageError
-    from edgeir.imageio import write_image
+def test_run_pads_an_image_outside_the_program_range(trained_like, weighted_bundle, tmp_path):
+    """30x30 is not a multiple of 8: it is padded by reflection to a tile and cropped back."""
+    from edgeir.imageio import read_image, write_image
+    from edgeir.runimage import tile_policy
+    from edgeir.tiling import pad_to
 
-    write_image(tmp_path / "odd.png", np.zeros((30, 30, 3)))
-    with pytest.raises(UsageError, match="odd.png is 30x30.*multiples of 8"):
-        edgeir.run(weighted_bundle.path, tmp_path / "odd.png", tmp_path / "never.png")
-    assert not (tmp_path / "never.png").exists()
+    _, path = trained_like
+    write_image(tmp_path / "odd.png", np.random.default_rng(0).random((30, 30, 3)))
+    edgeir.run(weighted_bundle.path, tmp_path / "odd.png", tmp_path / "odd_out.png")
+    restored = read_image(tmp_path / "odd_out.png")
+    assert restored.shape == (30, 30, 3)
+    model = edgeir.build_model("anyir", variant="tiny", weights=path)
+    opened = edgeir.Bundle.open(weighted_bundle.path)
+    height, width = tile_policy(opened, opened.program()).tile_for(30, 30)  # dynamic ONNX program: 32x32
+    padded = pad_to(read_image(tmp_path / "odd.png"), height, width)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(padded.transpose(2, 0, 1)[None].copy()))
+    expected = expected[0].numpy().transpose(1, 2, 0)[:30, :30].clip(0, 1)
+    assert np.abs(restored - expected).max() <= 1 / 255 + 1e-4
