@@ -142,14 +142,25 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
         batch = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None, :channels], dtype=np.float32)
         expected = reference.run([batch])[0]
         got = runner.run(program["name"], [batch])[0]
-        rows.append({"photo": name, "degradation": how, "psnr_db": round(psnr(got, expected), 2),
-                     "max_abs_err": max_abs_error(got, expected)})
+        row = {"photo": name, "degradation": how, "psnr_db": round(psnr(got, expected), 2),
+               "max_abs_err": max_abs_error(got, expected)}
+        if expected.shape[1:] == (channels, height, width):
+            # Restoration quality against the clean photo, of the artifact and of the reference.
+            truth = clean.transpose(2, 0, 1)[None, :channels]
+            row["eval_psnr_db"] = round(psnr(got, truth), 2)
+            row["reference_eval_psnr_db"] = round(psnr(expected, truth), 2)
+        rows.append(row)
     worst = min(row["psnr_db"] for row in rows)
+    evaluated = [row for row in rows if "eval_psnr_db" in row]
     return {
         "status": "passed" if worst >= threshold else "failed",
         "input_shape": program["inputs"][0]["shape"],
         "min_psnr_db": worst,
         "mean_psnr_db": round(float(np.mean([row["psnr_db"] for row in rows])), 2),
         "max_abs_err": max(row["max_abs_err"] for row in rows),
+        **({"eval_psnr_db": round(float(np.mean([r["eval_psnr_db"] for r in evaluated])), 2),
+            "reference_eval_psnr_db": round(float(np.mean([r["reference_eval_psnr_db"] for r in evaluated])), 2),
+            "psnr_drop_db": round(float(np.mean([r["reference_eval_psnr_db"] - r["eval_psnr_db"]
+                                                  for r in evaluated])), 3)} if evaluated else {}),
         "photos": rows,
     }

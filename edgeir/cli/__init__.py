@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 from edgeir import __version__
 
-COMMANDS = ("list", "env", "export", "verify", "run")
-_MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run"}
+COMMANDS = ("list", "env", "export", "verify", "run", "profile", "import-profile", "gate")
+_MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run",
+            "profile": "profile", "import-profile": "import_profile", "gate": "gate", "report": "report"}
 
 
 def build_parser() -> argparse.ArgumentParser:
