@@ -164,3 +164,14 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
                                                   for r in evaluated])), 3)} if evaluated else {}),
         "photos": rows,
     }
+
+
+def reference_program(manifest: dict[str, Any], program: str, weights: str | Path | None = None):
+    """The eager float32 module of ``program``, rebuilt from a bundle manifest with the artifact's weights.
+
+    Raises:
+        UsageError: if the weights cannot be found or differ from the ones the artifact was exported from.
+    """
+    model = _rebuild_reference(manifest, weights)
+    recipe = methods().get(manifest["method"]).recipe(model, _recipe_options(manifest))
+    return recipe.program(program).module

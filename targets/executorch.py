@@ -72,6 +72,11 @@ class ExecuTorchProfileRunner(ExecuTorchRunner, ProfileRunner):
             method.execute(tensors)
         etdump = Path(workdir) / f"{program}.etdp"
         traced.write_etdump_result_to_file(str(etdump), str(Path(workdir) / f"{program}.debug.bin"))
+        if not etdump.is_file():
+            # The executorch wheels on PyPI are built without EXECUTORCH_ENABLE_EVENT_TRACER: no ETDump here.
+            self.notes = (*self.notes, "no per-operator rows: this executorch build has no event tracer (ETDump); "
+                                       "import an ETDump from a device build with 'edgeir import-profile'")
+            return []
         return list(read_etdump(etdump, program).ops)
 
 

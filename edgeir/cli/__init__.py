@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from edgeir import __version__
 
-COMMANDS = ("list", "env", "export", "verify", "run", "profile", "import-profile", "gate")
+COMMANDS = ("list", "env", "export", "verify", "run", "profile", "import-profile", "gate", "report")
 _MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run",
             "profile": "profile", "import-profile": "import_profile", "gate": "gate", "report": "report"}
 
