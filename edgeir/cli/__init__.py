@@ -2,7 +2,8 @@
 
 Each command module parses its flags, calls one library function and prints. Errors become one
 sentence and an exit code here, in one place: usage 2, plugin load 3, stage failure 4, check
-failure 5. ``--debug`` shows the traceback instead.
+failure 5; ``edgeir gate`` exits 1 when a rule fails (GateFailed). ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
