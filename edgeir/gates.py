@@ -51,7 +51,7 @@ class Rule:
     program: str | None = None
     device: str = "host"
     threads: int | None = None
-    filters: dict[str, str] = field(default_factory=dict)
+    filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def limit(self) -> str:
         parts = []
@@ -173,9 +173,14 @@ def _parse_rule(raw: dict[str, Any], index: int, start: int, stop: int, lines: l
     for key in ("bundle", "metric"):
         if key not in raw:
             raise fail(line, f"rule {index + 1} has no '{key}'")
-    for key in ("name", "bundle", "metric", "program", "device", *FILTER_KEYS):
+    for key in ("name", "bundle", "metric", "program", "device"):
         if key in raw and not isinstance(raw[key], str):
             raise fail(at(key), f"'{key}' must be a string, got {raw[key]!r}")
+    for key in FILTER_KEYS:
+        value = raw.get(key, "")
+        strings = isinstance(value, list) and value and all(isinstance(v, str) for v in value)
+        if not (isinstance(value, str) or strings):
+            raise fail(at(key), f"'{key}' must be a string or a list of strings, got {value!r}")
     metric = raw["metric"]
     if metric not in METRICS:
         raise fail(at("metric"), f"unknown metric '{metric}'; metrics: {', '.join(METRICS)}")
@@ -191,7 +196,7 @@ def _parse_rule(raw: dict[str, Any], index: int, start: int, stop: int, lines: l
     return Rule(name=raw.get("name", f"{metric} {raw['bundle']}"), bundle=raw["bundle"], metric=metric, line=line,
                 min=raw.get("min"), max=raw.get("max"), program=raw.get("program"),
                 device=raw.get("device", "host"), threads=raw.get("threads"),
-                filters={k: raw[k] for k in FILTER_KEYS if k in raw})
+                filters={k: (raw[k],) if isinstance(raw[k], str) else tuple(raw[k]) for k in FILTER_KEYS if k in raw})
 
 
 def run_gate(path: str | Path, *, junit: str | Path | None = None, markdown: str | Path | None = None) -> GateReport:
@@ -217,7 +222,7 @@ def run_gate(path: str | Path, *, junit: str | Path | None = None, markdown: str
             if not fnmatch.fnmatch(bundle_dir.name, rule.bundle):
                 continue
             bundle = Bundle.open(bundle_dir)
-            if any(str(bundle.manifest.get(k)) != v for k, v in rule.filters.items()):
+            if any(str(bundle.manifest.get(k)) not in values for k, values in rule.filters.items()):
                 continue
             results.append(check_rule(rule, bundle))
     report = GateReport(path=gate.path, name=gate.name, results=tuple(results),

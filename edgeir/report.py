@@ -205,8 +205,10 @@ def report(artifacts: str | Path = "artifacts", *, output: str | Path | None = N
     if crop:
         rows = crop_rows(entries)
         if rows:
-            pngs.append(crops(rows, f"'{CROP_PHOTO}' crop at the programs' input size (nearest-neighbour zoom)",
-                              out / "crops.png"))
+            title = f"'{CROP_PHOTO}' crop at the programs' input size (nearest-neighbour zoom)"
+            if field_name == "min_psnr_db":
+                title += "\nrandom-init weights: the reference does not restore; the artifact must match it"
+            pngs.append(crops(rows, title, out / "crops.png"))
     page = out / "report.html"
     page.write_text(_html(entries, by_device, pngs, notes, accuracy_label))
     return Report(page, tuple(pngs), tuple(notes))

@@ -119,7 +119,8 @@ def crops(rows: list[CropRow], title: str, path: Path) -> Path:
         image = panels[3].imshow(diff, cmap="inferno", vmin=0, vmax=peak if peak > 0 else 1.0,
                                  interpolation="nearest")
         panels[3].set_title(f"|artifact - reference| (max {peak:.1e})", fontsize=8)
-        fig.colorbar(image, ax=panels[3], fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
+        bar = fig.colorbar(image, ax=panels[3], fraction=0.046, pad=0.04, format="%.1e")
+        bar.ax.tick_params(labelsize=6)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path)

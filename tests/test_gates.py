@@ -48,6 +48,7 @@ min = 25
 [[rule]]
 name = "fast on host"
 bundle = "anyir-tiny-*-fp32"
+target = ["onnx", "executorch"]
 metric = "latency_p50_ms"
 device = "host"
 max = 20
@@ -133,6 +134,7 @@ min = 0.9
     ('\n[[rule]]\nbundle = "*"\nmetric = "size_mb"\n', 5, "neither 'min' nor 'max'"),
     ('\n[[rule]]\nbundle = "*"\nmetric = "size_mb"\nmax = "1"\n', 8, "'max' must be a number"),
     ('\n[[rule]]\nmetric = "size_mb"\nmax = 1\n', 5, "has no 'bundle'"),
+    ('\n[[rule]]\nbundle = "*"\nmetric = "size_mb"\nmax = 1\ntarget = 3\n', 9, "'target' must be a string or a list"),
     ('\n[[rules]]\nbundle = "*"\n', None, "unknown table or key 'rules'"),
 ])
 def test_malformed_gate_files_exit_2_with_the_line(artifacts, tmp_path, capsys, body, line, words):
