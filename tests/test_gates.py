@@ -156,3 +156,13 @@ def test_unknown_gate_key_and_invalid_toml(artifacts, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not valid TOML" in err and "line 1" in err
     assert main(["gate", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_gating_loads_no_heavy_sdk():
+    import subprocess
+    import sys
+
+    probe = ("import sys\nfrom edgeir.gates import run_gate\nimport edgeir.gate_output\n"
+             "print(','.join(m for m in ('torch', 'executorch', 'onnxruntime', 'coremltools') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == ""
