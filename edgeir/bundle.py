@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgeir.checkpoint import file_sha256
 from edgeir.errors import UsageError
 
 MANIFEST = "manifest.json"
@@ -52,6 +51,13 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file (``edgeir.checkpoint.file_sha256``, imported lazily: it loads torch)."""
+    from edgeir.checkpoint import file_sha256 as sha256
+
+    return sha256(path)
 
 
 def hash_files(root: Path, names: list[str]) -> dict[str, str]:

@@ -50,3 +50,16 @@ class CheckFailed(EdgeirError):
     """A measured check (verification tolerance, gate rule) did not hold."""
 
     exit_code = 5
+
+
+class GateFileError(UsageError):
+    """A gate file cannot be used: bad TOML, an unknown key, a wrong value, a bundle that is not there.
+
+    The message names the file and, where it can be found, the line.
+    """
+
+
+class GateFailed(EdgeirError):
+    """At least one gate rule did not hold. ``edgeir gate`` exits 1, as CI systems expect of a failed check."""
+
+    exit_code = 1

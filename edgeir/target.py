@@ -58,6 +58,30 @@ class Runner(ABC):
         """Run ``program`` on float32 arrays and return its outputs as float32 arrays."""
 
 
+class ProfileRunner(Runner):
+    """A runner set up for timing: one thread count applied where the runtime allows it.
+
+    Attributes:
+        threads: Threads the runtime uses (as requested, or as the runtime reports it).
+        notes: What a reader must know (a thread setting the runtime does not honour...).
+    """
+
+    threads: int = 0
+    notes: tuple[str, ...] = ()
+
+    def version(self) -> str:
+        """Version of the runtime."""
+        return package_version(self.runtime)
+
+    def trace_ops(self, program: str, inputs: Sequence[np.ndarray], runs: int, workdir: Path) -> list[dict[str, Any]]:
+        """Run ``program`` ``runs`` times with the runtime's profiler on; per-operator rows (see ``opprofile``).
+
+        Profiled runs are slower than plain ones, so they are never among the latency samples. The
+        default returns no rows (the runtime has no profiler).
+        """
+        return []
+
+
 class Target(ABC):
     """An export format. Subclasses set the class attributes and implement the methods.
 
@@ -92,6 +116,13 @@ class Target(ABC):
     @abstractmethod
     def runtime(self, bundle: Bundle) -> Runner | None:
         """A runner for the bundle's artifact, or None where this host cannot run the format."""
+
+    def profile_runner(self, bundle: Bundle, threads: int) -> ProfileRunner | None:
+        """A runner for timing the artifact with ``threads`` threads (0: the runtime's default).
+
+        Returns None where this host cannot run the format (then :meth:`runtime_unavailable_reason` says why).
+        """
+        return None
 
     def runtime_unavailable_reason(self) -> str:
         """Why :meth:`runtime` returns None on this host; empty when it does not."""

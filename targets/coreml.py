@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgeir import __version__
-from edgeir.target import Availability, ExportOptions, ExportResult, Runner, Target, package_version
+from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
 
 PACKAGE = "model.mlpackage"
 # coremltools 9.0: the pass common::reduce_transposes crashes on a matmul with a transposed operand
@@ -45,6 +45,15 @@ class CoreMLRunner(Runner):
                  for i, x in zip(spec["inputs"], inputs, strict=True)}
         result = self._models[program].predict(feeds)
         return [np.asarray(result[o["name"]], dtype=np.float32) for o in spec["outputs"]]
+
+
+class CoreMLProfileRunner(CoreMLRunner, ProfileRunner):
+    """Core ML on macOS; Core ML schedules its own threads and compute units (no thread setting)."""
+
+    notes = ("Core ML chooses its own threads and compute units; the thread setting is not applied",)
+
+    def version(self) -> str:
+        return package_version("coremltools")
 
 
 class CoreMLTarget(Target):
@@ -108,6 +117,11 @@ class CoreMLTarget(Target):
         if platform.system() != "Darwin":
             return None
         return CoreMLRunner(bundle.path / PACKAGE, bundle.programs)
+
+    def profile_runner(self, bundle, threads: int) -> ProfileRunner | None:
+        if platform.system() != "Darwin":
+            return None
+        return CoreMLProfileRunner(bundle.path / PACKAGE, bundle.programs)
 
     def runtime_unavailable_reason(self) -> str:
         if platform.system() == "Darwin":

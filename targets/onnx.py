@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeir.target import Availability, ExportOptions, ExportResult, Runner, Target, package_version
+from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +27,45 @@ class OnnxRunner(Runner):
 
     runtime = "onnxruntime"
 
-    def __init__(self, bundle_path: Path, programs: list[dict[str, Any]]) -> None:
-        import onnxruntime as ort
-
-        self._sessions = {}
-        for program in programs:
-            path = bundle_path / program_file(program["name"], len(programs))
-            self._sessions[program["name"]] = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    def __init__(self, bundle_path: Path, programs: list[dict[str, Any]], threads: int = 0) -> None:
+        self._paths = {p["name"]: bundle_path / program_file(p["name"], len(programs)) for p in programs}
+        self._sessions = {name: _session(path, threads) for name, path in self._paths.items()}
 
     def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
         session = self._sessions[program]
         feeds = {meta.name: np.ascontiguousarray(x, dtype=np.float32)
                  for meta, x in zip(session.get_inputs(), inputs, strict=True)}
         return [np.asarray(o, dtype=np.float32) for o in session.run(None, feeds)]
+
+
+def _session(path: Path, threads: int, profile_prefix: str | None = None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+class OnnxProfileRunner(OnnxRunner, ProfileRunner):
+    """ONNX Runtime sessions with ``intra_op_num_threads`` set; operators timed by ORT's profiler."""
+
+    def __init__(self, bundle_path: Path, programs: list[dict[str, Any]], threads: int) -> None:
+        super().__init__(bundle_path, programs, threads)
+        self.threads = threads
+        self.notes = () if threads else ("threads=0: ONNX Runtime's default intra-op thread count",)
+
+    def trace_ops(self, program, inputs, runs, workdir):
+        from edgeir.opprofile import read_ort_profile
+
+        session = _session(self._paths[program], self.threads, str(Path(workdir) / f"ort-{program}"))
+        feeds = {meta.name: np.ascontiguousarray(x, dtype=np.float32)
+                 for meta, x in zip(session.get_inputs(), inputs, strict=True)}
+        for _ in range(runs):
+            session.run(None, feeds)
+        return list(read_ort_profile(session.end_profiling()).ops)
 
 
 class OnnxTarget(Target):
@@ -92,6 +118,9 @@ class OnnxTarget(Target):
 
     def runtime(self, bundle) -> Runner | None:
         return OnnxRunner(bundle.path, bundle.programs)
+
+    def profile_runner(self, bundle, threads: int) -> ProfileRunner | None:
+        return OnnxProfileRunner(bundle.path, bundle.programs, threads)
 
     def inspect(self, bundle) -> dict[str, Any]:
         import onnx

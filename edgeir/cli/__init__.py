@@ -2,7 +2,8 @@
 
 Each command module parses its flags, calls one library function and prints. Errors become one
 sentence and an exit code here, in one place: usage 2, plugin load 3, stage failure 4, check
-failure 5. ``--debug`` shows the traceback instead.
+failure 5; ``edgeir gate`` exits 1 when a rule fails (GateFailed). ``--debug`` shows the
+traceback instead.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from collections.abc import Sequence
 
 from edgeir import __version__
 
-COMMANDS = ("list", "env", "export", "verify", "run")
-_MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run"}
+COMMANDS = ("list", "env", "export", "verify", "run", "profile", "import-profile", "gate", "report")
+_MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run",
+            "profile": "profile", "import-profile": "import_profile", "gate": "gate", "report": "report"}
 
 
 def build_parser() -> argparse.ArgumentParser:

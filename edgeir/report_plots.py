@@ -1,0 +1,140 @@
+"""Figures of ``edgeir report``: accuracy vs latency with the Pareto front, and side-by-side crops.
+
+matplotlib is imported inside the functions, with the Agg backend (no display needed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Point:
+    """One artifact (or one FlexIR exit) on one device."""
+
+    label: str
+    latency_ms: float
+    accuracy_db: float
+    group: str
+
+
+def pareto_front(points: list[Point]) -> list[Point]:
+    """Points no other point beats on both latency (lower) and accuracy (higher), fastest first."""
+    front: list[Point] = []
+    for point in sorted(points, key=lambda p: (p.latency_ms, -p.accuracy_db)):
+        if not front or point.accuracy_db > front[-1].accuracy_db:
+            front.append(point)
+    return front
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def scatter(points: list[Point], title: str, accuracy_label: str, notes: list[str], path: Path) -> Path:
+    """Accuracy vs p50 latency, one colour per group (target/quant), Pareto front as a step line."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    groups = sorted({p.group for p in points})
+    colours = plt.get_cmap("tab10")
+    for index, group in enumerate(groups):
+        members = [p for p in points if p.group == group]
+        ax.scatter([p.latency_ms for p in members], [p.accuracy_db for p in members], s=60,
+                   color=colours(index % 10), label=group, zorder=3, edgecolor="black", linewidth=0.5)
+        for p in members:
+            ax.annotate(p.label, (p.latency_ms, p.accuracy_db), textcoords="offset points", xytext=(6, 4),
+                        fontsize=7)
+    front = pareto_front(points)
+    if len(front) > 1:
+        ax.step([p.latency_ms for p in front], [p.accuracy_db for p in front], where="post", color="grey",
+                linestyle="--", linewidth=1, label="Pareto front", zorder=2)
+    elif front:
+        ax.scatter([front[0].latency_ms], [front[0].accuracy_db], s=180, facecolor="none", edgecolor="grey",
+                   linestyle="--", label="Pareto front", zorder=2)
+    if not points:
+        ax.text(0.5, 0.5, "no latency measured on this device", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("p50 latency (ms, lower is better)")
+    ax.set_ylabel(accuracy_label)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if points:
+        ax.legend(fontsize=7, loc="best")
+        low = min(p.accuracy_db for p in points)
+        high = max(p.accuracy_db for p in points)
+        ax.set_ylim(low - max(1.0, 0.1 * (high - low)), high + max(1.0, 0.15 * (high - low)))
+        ax.set_xlim(0, max(p.latency_ms for p in points) * 1.35)
+    if notes:
+        fig.text(0.01, 0.01, "\n".join(notes), fontsize=7, va="bottom", ha="left", color="dimgray", wrap=True)
+        fig.subplots_adjust(bottom=0.12 + 0.035 * len(notes))
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+@dataclass(frozen=True)
+class CropRow:
+    """One artifact's crops: ``artifact`` is None when it cannot run here (``reason`` says why)."""
+
+    label: str
+    degraded: np.ndarray
+    reference: np.ndarray
+    artifact: np.ndarray | None
+    reason: str = ""
+
+
+def crops(rows: list[CropRow], title: str, path: Path) -> Path:
+    """Degraded / reference / artifact / |artifact - reference| heat map, one row per artifact."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(len(rows), 4, figsize=(11, 2.9 * len(rows) + 0.4), dpi=110, squeeze=False)
+    for r, row in enumerate(rows):
+        panels = axes[r]
+        for ax in panels:
+            ax.set_xticks([])
+            ax.set_yticks([])
+        panels[0].imshow(np.clip(row.degraded, 0, 1), interpolation="nearest")
+        panels[0].set_title("degraded input", fontsize=8)
+        panels[0].set_ylabel(row.label, fontsize=8)
+        panels[1].imshow(np.clip(row.reference, 0, 1), interpolation="nearest")
+        panels[1].set_title("eager fp32 reference", fontsize=8)
+        if row.artifact is None:
+            for ax in panels[2:]:
+                ax.set_facecolor("#eeeeee")
+                ax.text(0.5, 0.5, "not run on this host:\n" + _wrap(row.reason), ha="center", va="center",
+                        fontsize=7, transform=ax.transAxes)
+            panels[2].set_title("artifact", fontsize=8)
+            panels[3].set_title("|artifact - reference|", fontsize=8)
+            continue
+        panels[2].imshow(np.clip(row.artifact, 0, 1), interpolation="nearest")
+        panels[2].set_title("artifact", fontsize=8)
+        diff = np.abs(row.artifact.astype(np.float64) - row.reference).mean(axis=2)
+        peak = float(diff.max())
+        image = panels[3].imshow(diff, cmap="inferno", vmin=0, vmax=peak if peak > 0 else 1.0,
+                                 interpolation="nearest")
+        panels[3].set_title(f"|artifact - reference| (max {peak:.1e})", fontsize=8)
+        bar = fig.colorbar(image, ax=panels[3], fraction=0.046, pad=0.04, format="%.1e")
+        bar.ax.tick_params(labelsize=6)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def _wrap(text: str, width: int = 38) -> str:
+    words, lines, line = text.split(), [], ""
+    for word in words:
+        if len(line) + len(word) + 1 > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    lines.append(line)
+    return "\n".join(lines[:6]) + (" ..." if len(lines) > 6 else "")
