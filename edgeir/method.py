@@ -81,7 +81,12 @@ class MethodSpec:
         convert_checkpoint: Maps the raw contents of an official checkpoint file to the model's
             state-dict keys (unwrapping and renaming); loading itself is strict and done by edgeir.
         default_variant: Variant used when none is given.
-        loss: Optional training loss ``(model, degraded, clean) -> tensor`` for fine-tuning.
+        objective: Optional factory ``objective(model) -> nn.Module`` of the method's training
+            objective, used by fine-tuning and quantization-aware training. The returned module is
+            called as ``obj(degraded, clean, step, total_steps) -> (loss, logs)`` where ``logs`` is a
+            ``dict[str, float]``; its own trainable parameters (e.g. a distillation scorer) join the
+            optimiser, and anything frozen (e.g. a teacher) must not require grad. ``None`` means
+            edgeir's default (Charbonnier loss on ``model(degraded)``).
     """
 
     name: str
@@ -95,7 +100,7 @@ class MethodSpec:
     io: Callable[[str, str], IOContract]
     convert_checkpoint: Callable[[Mapping[str, Any]], dict[str, torch.Tensor]]
     default_variant: str = "paper"
-    loss: Callable[..., Any] | None = None
+    objective: Callable[[nn.Module], nn.Module] | None = None
 
     def __post_init__(self) -> None:
         names = self.variant_names
