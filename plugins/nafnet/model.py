@@ -157,4 +157,6 @@ class NAFNet(nn.Module):
         for decoder, up, skip in zip(self.decoders, self.ups, reversed(skips), strict=True):
             x = decoder(up(x) + skip)
         x = self.ending(x) + inp
-        return x[:, :, :height, :width]
+        if pad_h or pad_w:  # a no-op crop would export as an ``alias`` node, which Core ML rejects
+            x = x[:, :, :height, :width]
+        return x
