@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from edgeir.plugins.tlc.convert import localize, swap_class
 from edgeir.plugins.tlc.ops import local_mean, local_variance, windowed
+from torch import nn
+
 from edgeir.recipe import TLCOptions
 
 from .model import DualPathAttention, GatedDegradationAdaptation, tile_channels

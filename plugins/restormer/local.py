@@ -8,10 +8,10 @@ overlap, then ``project_out`` on the full map: the official ``LocalAttention``.
 from __future__ import annotations
 
 import torch
-from torch import nn
-
 from edgeir.plugins.tlc.convert import localize, swap_class
 from edgeir.plugins.tlc.ops import windowed
+from torch import nn
+
 from edgeir.recipe import TLCOptions
 
 from .model import TransposedAttention, channel_attention
