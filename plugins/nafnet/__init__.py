@@ -34,6 +34,8 @@ PROGRAM_MULTIPLE = 16  # the model pads to this internally; exported programs ta
 DEFAULT_SIZE = {"paper": 256, "width64": 256, "mobile": 256, "tiny": 64}
 _GOPRO = {"enc_blk_nums": (1, 1, 1, 28), "middle_blk_num": 1, "dec_blk_nums": (1, 1, 1, 1)}
 _SIDD = {"enc_blk_nums": (2, 2, 4, 8), "middle_blk_num": 12, "dec_blk_nums": (2, 2, 2, 2)}
+# Backends that run float32: the integral-image local mean is exact there (not on Core ML's float16).
+FLOAT32_BACKENDS = ("xnnpack", "portable", "onnxruntime")
 GLOBAL_OPS = ("simplified channel attention: global average pool over H x W",)
 VARIANTS = (
     Variant("paper", "released width 32: deblur = GoPro enc [1,1,1,28] (17.112M), denoise-real = SIDD "
@@ -75,23 +77,28 @@ def _build_local(variant: str, task: str) -> nn.Module:
 
 def _recipe(model: nn.Module, options: RecipeOptions, local: bool = False) -> ExportRecipe:
     from edgeir.errors import UsageError
-    from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec, TLCOptions
+    from edgeir.recipe import ExportRecipe, Program, Rewrite, TensorSpec, TileSpec, TLCOptions
 
     height, width = options.input_size or (DEFAULT_SIZE[options.variant],) * 2
     if height % PROGRAM_MULTIPLE or width % PROGRAM_MULTIPLE:
         raise UsageError(f"NAFNet programs need H and W multiples of {PROGRAM_MULTIPLE} (the model pads to it); "
                          f"got {height}x{width}")
     record = None
+    rewrites = ()
     if local or options.tlc is not None:
         from edgeir.plugins.nafnet.local import to_local
+        from edgeir.plugins.tlc.ops import use_integral_means
 
         model, record = to_local(model, options.tlc or TLCOptions())
+        rewrites = (Rewrite("tlc_integral_mean", "TLC local means from an integral image (cumsum): O(HW) instead of "
+                            "O(HW k) for stride-1 pools of up to 384 px", use_integral_means,
+                            backends=FLOAT32_BACKENDS),)
     shape = (1, 3, height, width)
     # Static shape: the internal pad amount depends on H and W, and TLC windows must be constants.
     program = Program(name="forward", module=model, inputs=(TensorSpec("image", shape, pad_to=PROGRAM_MULTIPLE),),
                       outputs=(TensorSpec("restored", shape),))
     return ExportRecipe(programs=(program,), tile=TileSpec(size=(height, width), overlap=min(32, height // 4),
-                                                           multiple=PROGRAM_MULTIPLE), tlc=record)
+                                                           multiple=PROGRAM_MULTIPLE), rewrites=rewrites, tlc=record)
 
 
 def _recipe_local(model: nn.Module, options: RecipeOptions) -> ExportRecipe:

@@ -6,6 +6,7 @@ overlap counts below are constants, so the graph holds only slices, pads, pools 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import torch
@@ -14,7 +15,8 @@ from torch import nn
 
 from .windows import window_starts
 
-__all__ = ["LocalAvgPool2d", "covers", "local_mean", "local_variance", "windowed"]
+__all__ = ["LocalAvgPool2d", "covers", "integral_box_mean", "local_mean", "local_variance", "use_integral_means",
+           "windowed"]
 
 
 def covers(kernel: tuple[int, int], height: int, width: int) -> bool:
@@ -22,24 +24,41 @@ def covers(kernel: tuple[int, int], height: int, width: int) -> bool:
     return kernel[0] >= height and kernel[1] >= width
 
 
-def local_mean(x: torch.Tensor, kernel: tuple[int, int]) -> torch.Tensor:
+def integral_box_mean(x: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+    """Stride-1 ``kh x kw`` box mean over the valid positions, from an integral image (``cumsum``).
+
+    O(HW) whatever the window, as the official code and the paper's prefix-sum trick: the way to
+    run large windows on runtimes whose pooling costs O(k) per output (ExecuTorch's portable
+    ``avg_pool2d`` is not delegated to XNNPACK for these shapes). float32 only: the running sums
+    grow with H x W, which float16 (Core ML's default) cannot hold precisely.
+    """
+    s = F.pad(x.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
+    box = s[..., kh:, kw:] + s[..., :-kh, :-kw] - s[..., kh:, :-kw] - s[..., :-kh, kw:]
+    return box / (kh * kw)
+
+
+def local_mean(x: torch.Tensor, kernel: tuple[int, int], integral: bool = False) -> torch.Tensor:
     """Mean over the ``kernel`` window around each pixel, with a replicated border (TLC Eq. 2).
 
     Equal to the official integral-image form (``cumsum`` box sum, then a centred replicate pad):
     a stride-1 box mean over the valid positions, padded back to H x W by repeating the border.
     The box mean is computed separably (one pass per axis), O(HW (kh + kw)) instead of O(HW kh kw),
-    and in float32 it does not drift as a cumulative sum over a large map does. When the window
-    spans the whole map the result is the global mean, shaped (B, C, 1, 1) as a global pool's.
+    and in float32 it does not drift as a cumulative sum over a large map does. ``integral=True``
+    uses :func:`integral_box_mean` instead (O(HW), float32 runtimes). When the window spans the
+    whole map the result is the global mean, shaped (B, C, 1, 1) as a global pool's.
     """
     height, width = x.shape[-2:]
     if covers(kernel, height, width):
         return x.mean(dim=(-2, -1), keepdim=True)
     kh, kw = min(height, kernel[0]), min(width, kernel[1])
     out = x
-    if kh > 1:
-        out = F.avg_pool2d(out, (kh, 1), stride=1)
-    if kw > 1:
-        out = F.avg_pool2d(out, (1, kw), stride=1)
+    if integral:
+        out = integral_box_mean(x, kh, kw)
+    else:
+        if kh > 1:
+            out = F.avg_pool2d(out, (kh, 1), stride=1)
+        if kw > 1:
+            out = F.avg_pool2d(out, (1, kw), stride=1)
     pad_h, pad_w = height - out.shape[-2], width - out.shape[-1]
     if pad_h or pad_w:
         out = F.pad(out, (pad_w // 2, (pad_w + 1) // 2, pad_h // 2, (pad_h + 1) // 2), mode="replicate")
@@ -94,14 +113,29 @@ class LocalAvgPool2d(nn.Module):
 
     Args:
         kernel: (kh, kw) window, derived by :func:`~.convert.localize` from the training size.
+        integral: Compute the box mean from an integral image (see :func:`local_mean`).
     """
 
-    def __init__(self, kernel: tuple[int, int]) -> None:
+    def __init__(self, kernel: tuple[int, int], integral: bool = False) -> None:
         super().__init__()
         self.kernel = (int(kernel[0]), int(kernel[1]))
+        self.integral = integral
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return local_mean(x, self.kernel)
+        return local_mean(x, self.kernel, self.integral)
 
     def extra_repr(self) -> str:
-        return f"kernel={self.kernel}, stride=1, border=replicate"
+        return f"kernel={self.kernel}, stride=1, border=replicate, integral={self.integral}"
+
+
+def use_integral_means(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose :class:`LocalAvgPool2d` use the integral image (equal output, O(HW)).
+
+    An export rewrite for float32 backends: a stride-1 pool with a 384-pixel window costs O(k) per
+    output on runtimes that do not delegate it (ExecuTorch portable kernels), the integral image O(1).
+    """
+    model = copy.deepcopy(model).eval()
+    for module in model.modules():
+        if isinstance(module, LocalAvgPool2d):
+            module.integral = True
+    return model

@@ -219,3 +219,28 @@ def test_export_with_tlc_runs_local_windows_and_verifies(tmp_path):
     assert manifest["recipe"]["programs"][0]["dynamic_hw"] is None
     assert manifest["export_check"]["status"] == "passed"
     assert edgeir.verify(bundle.path, photos=1).status == "passed"
+
+
+def test_cli_tlc_on_a_method_without_global_operations_is_one_sentence(tmp_path, capsys):
+    from edgeir.cli import main
+
+    assert main(["export", "nafnet-local", "--target", "onnx", "--variant", "tiny", "--tlc-train-size", "128",
+                 "-o", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "declares none" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_integral_mean_rewrite_keeps_the_output():
+    from edgeir.plugins.nafnet.local import to_local
+    from edgeir.plugins.tlc.ops import LocalAvgPool2d, use_integral_means
+
+    local, _ = to_local(_randomise(edgeir.build_model("nafnet", variant="tiny")), SMALL)
+    fast = use_integral_means(local)
+    assert all(m.integral for m in fast.modules() if isinstance(m, LocalAvgPool2d))
+    assert not any(m.integral for m in local.modules() if isinstance(m, LocalAvgPool2d))
+    x = torch.rand(1, 3, 96, 80)
+    with torch.no_grad():
+        expected = local(x)
+        assert (fast(x) - expected).abs().max() < 1e-5 * expected.abs().max()
+    assert torch.allclose(local_mean(x, (7, 9), integral=True), integral_local_mean(x, (7, 9)), atol=1e-5)
