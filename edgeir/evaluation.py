@@ -129,3 +129,109 @@ def set_training(model, training: bool) -> None:
         from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
 
         (move_exported_model_to_train if training else move_exported_model_to_eval)(model)
+
+
+@dataclass(frozen=True)
+class NamedEval:
+    """``edgeir eval`` for one method or bundle: the figures and what was evaluated.
+
+    Args:
+        subject: Method name or bundle path.
+        task: Task of the degradations.
+        weights: Where the weights came from (the manifest's or the build's ``weights`` record).
+        result: The figures.
+        pairs: Number of evaluation crops, and their size.
+        source: Data source of the evaluation split.
+    """
+
+    subject: str
+    task: str
+    weights: dict[str, Any]
+    result: EvalResult
+    pairs: int
+    crop: int
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"subject": self.subject, "task": self.task, "weights": self.weights, "pairs": self.pairs,
+                "crop": self.crop, "source": self.source, **self.result.to_json()}
+
+
+def round_up(value: int, multiple: int) -> int:
+    """Smallest multiple of ``multiple`` that is >= ``value``."""
+    return -(-value // multiple) * multiple
+
+
+def run_eval(subject: str, *, task: str | None = None, variant: str | None = None, weights: str | None = None,
+             data: str | None = None, count: int = 6, crop: int = 128, seed: int = 0) -> NamedEval:
+    """PSNR/SSIM against ground truth on the evaluation split, for a method (eager) or a bundle (artifact).
+
+    ``subject`` is a bundle directory when it holds a manifest, else a method name. A method's
+    model reports every exit (see the module docstring); a bundle reports every single-image
+    program, at the program's input size.
+
+    Raises:
+        UsageError: for unknown names, a bundle whose artifact cannot run here, or unusable data.
+    """
+    from pathlib import Path
+
+    from edgeir.bundle import MANIFEST
+    from edgeir.data import evaluation_pairs, load_images
+    from edgeir.discovery import methods
+
+    images = load_images(data)
+    if (Path(subject) / MANIFEST).is_file():
+        return _eval_bundle(Path(subject), task, images, count, seed)
+    from edgeir.reference import best_device, build_model_with_weights
+
+    spec = methods().get(subject)
+    variant = spec.variant(variant or spec.default_variant).name
+    task = spec.check_task(task or spec.default_task)
+    io = spec.io(variant, task)
+    crop = round_up(crop, io.size_multiple * io.scale)
+    model, info = build_model_with_weights(subject, variant, task, weights)
+    pairs = evaluation_pairs(task, source=images, crop=crop, count=count, seed=seed, in_channels=io.in_channels,
+                             scale=io.scale)
+    result = evaluate(model, pairs, device=best_device())
+    return NamedEval(f"{subject} {variant}", task, info.to_json(), result, len(pairs), crop, images.source)
+
+
+def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
+    from edgeir.bundle import Bundle
+    from edgeir.data import evaluation_pairs
+    from edgeir.discovery import targets
+    from edgeir.errors import UsageError
+
+    bundle = Bundle.open(path)
+    manifest = bundle.manifest
+    if task is not None and task != manifest["task"]:
+        raise UsageError(f"bundle {path} was exported for task {manifest['task']}, not {task}")
+    target = targets().get(bundle.target)
+    runner = target.runtime(bundle)
+    if runner is None:
+        raise UsageError(f"the {bundle.target} artifact cannot run on this host: {target.runtime_unavailable_reason()}")
+    io = manifest["io"]
+    exits: dict[str, dict[str, float]] = {}
+    per_image: dict[str, dict[str, Any]] = {}
+    input_psnr = None
+    crop = 0
+    for program in bundle.programs:
+        inputs, outputs = program["inputs"], program["outputs"]
+        if len(inputs) != 1 or len(outputs) != 1 or inputs[0]["kind"] != "image" or outputs[0]["kind"] != "image":
+            continue
+        _, channels, height, width = inputs[0]["shape"]
+        if height != width:
+            raise UsageError(f"edgeir eval needs a square program input; {program['name']} is {height}x{width}")
+        crop = height * io["scale"]
+        pairs = evaluation_pairs(manifest["task"], source=images, crop=crop, count=count, seed=seed,
+                                 in_channels=channels, scale=io["scale"])
+        name = program["name"]
+        result = evaluate(lambda x, name=name: runner.run(name, [np.ascontiguousarray(x, np.float32)])[0], pairs)
+        exits[name] = result.exits[SINGLE_EXIT]
+        input_psnr = result.input_psnr_db
+        for record in result.images:
+            per_image.setdefault(record["name"], {"name": record["name"]})[name] = record[SINGLE_EXIT]
+    if not exits:
+        raise UsageError(f"bundle {path} has no single-image program to evaluate")
+    result = EvalResult(exits, input_psnr, list(per_image.values()))
+    return NamedEval(str(path), manifest["task"], manifest["weights"], result, count, crop, images.source)
