@@ -241,6 +241,17 @@ def load_training_state(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def _objective_train(objective: nn.Module, model: nn.Module) -> None:
+    """Training mode for the objective's own modules; a GraphModule inside it refuses ``train()``."""
+    try:
+        objective.train()
+    except NotImplementedError:
+        inside = {id(m) for m in model.modules()}
+        for module in objective.modules():
+            if id(module) not in inside:
+                module.training = True
+
+
 def _batches(data: Iterable, start: int):
     if hasattr(data, "batches"):
         return data.batches(start)
@@ -344,8 +355,8 @@ def fine_tune(
             log.warning("training state %s is already at step %d of %d; nothing to train", source, start, steps)
     report.start_step = start
     mode = set_mode or set_training
+    _objective_train(objective, model)
     mode(model, True)
-    objective.train()
     batch_iter = _batches(data, start)
     began = time.perf_counter()
     images = 0

@@ -29,6 +29,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default 2e-4)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, crops and degradations")
     parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: end)")
+    parser.add_argument("--eval-count", type=int, default=6, help="evaluation crops (default 6)")
+    parser.add_argument("--eval-crop", type=int, default=128, help="side of the evaluation crops (default 128)")
     parser.add_argument("--checkpoint-every", type=int, default=None,
                         help="steps between training-state saves (default: end)")
     parser.add_argument("--resume", action="store_true", help="continue from the training state beside --output")
@@ -43,7 +45,8 @@ def handle(args: argparse.Namespace) -> int:
 
     result = finetune(args.method, task=args.task, variant=args.variant, data=args.data, steps=args.steps,
                       weights=args.weights, output=args.output, crop=args.crop, batch=args.batch, lr=args.lr,
-                      seed=args.seed, eval_every=args.eval_every, resume=args.resume,
+                      seed=args.seed, eval_every=args.eval_every, eval_count=args.eval_count,
+                      eval_crop=args.eval_crop, resume=args.resume,
                       checkpoint_every=args.checkpoint_every, device=args.device,
                       command="edgeir " + " ".join(sys.argv[1:]))
     if args.quiet:
