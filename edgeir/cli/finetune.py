@@ -39,6 +39,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
+    import os
     import sys
 
     from edgeir.finetune import finetune
@@ -49,7 +50,7 @@ def handle(args: argparse.Namespace) -> int:
                       eval_crop=args.eval_crop, resume=args.resume,
                       checkpoint_every=args.checkpoint_every, device=args.device,
                       command="edgeir " + " ".join(sys.argv[1:]))
-    if args.quiet:
+    if args.quiet or int(os.environ.get("RANK", "0")) != 0:  # under torchrun, rank 0 speaks
         return 0
     report, prov = result.report, result.provenance
     print(f"wrote {result.weights}")
