@@ -140,3 +140,14 @@ def test_empty_missing_and_unsplittable_sources_are_clear_errors(tmp_path):
     (tmp_path / "junk.png").write_bytes(b"not an image at all")
     with pytest.raises(UsageError, match="1 skipped as unreadable"):
         load_images(tmp_path)
+
+
+def test_verify_photos_are_degraded_for_the_synthetic_tasks_too():
+    from edgeir.photos import degrade
+
+    clean = _photo(32, 32)
+    for task in ("deblur", "derain", "dehaze", "lowlight"):
+        out, how = degrade(clean, task, seed=2)
+        assert out.shape == clean.shape and "none" not in how
+        assert np.abs(out - clean).mean() > 1e-3
+    assert degrade(clean, "sr4")[1].startswith("none")

@@ -120,3 +120,31 @@ def test_an_exported_graph_module_trains(images):
     report = fine_tune(graph, CharbonnierObjective(graph), data, steps=2, lr=1e-3, eval_pairs=pairs)
     assert report.final_eval is not None
     assert any(not torch.equal(before[k], v) for k, v in graph.state_dict().items())
+
+
+class _TwoExits(nn.Module):
+    """A model with the multi-exit protocol: ``forward_exits`` gives every exit, cheapest first."""
+
+    def __init__(self):
+        super().__init__()
+        self.early = nn.Conv2d(3, 3, 1)
+        self.late = nn.Conv2d(3, 3, 3, padding=1)
+
+    def forward_exits(self, x):
+        early = self.early(x)
+        return {"exit1": early, "exit2": self.late(early)}
+
+    def forward(self, x):
+        return self.forward_exits(x)["exit2"]
+
+
+def test_evaluation_reports_every_exit_of_a_multi_exit_model(images):
+    from edgeir.evaluation import evaluate
+
+    pairs = evaluation_pairs("denoise25", source=images, crop=16, count=2)
+    result = evaluate(_TwoExits(), pairs)
+    assert list(result.exits) == ["exit1", "exit2"]
+    assert result.psnr_db == result.exits["exit2"]["psnr_db"]
+    assert all("exit1" in row and "exit2" in row for row in result.images)
+    identity = evaluate(lambda x: x, pairs)  # a numpy callable, as an artifact runtime is
+    assert identity.exits["output"]["psnr_db"] == pytest.approx(identity.input_psnr_db)
