@@ -319,6 +319,8 @@ def fine_tune(
         raise UsageError(f"steps must be positive; got {steps}")
     dist = _distributed(None if device is None else torch.device(device))
     device = _device(device, dist)
+    if device.type == "cuda" and dist.world > 1:
+        torch.cuda.set_device(device)  # NCCL binds each rank's communicator to its current device
     objective = objective if objective is not None else CharbonnierObjective(model)
     if dist.rank and hasattr(data, "rank") and hasattr(data, "images"):
         from edgeir.data import TrainingPairs
