@@ -26,7 +26,7 @@ from edgeir.errors import EdgeirError, StageError, UsageError
 from edgeir.metrics import max_abs_error, psnr
 from edgeir.progress import progress_bar
 from edgeir.quantization import QuantScheme
-from edgeir.recipe import ExportRecipe, Program, RecipeOptions
+from edgeir.recipe import ExportRecipe, Program, RecipeOptions, TLCOptions
 from edgeir.reference import ReferenceRunner, build_model_with_weights
 from edgeir.target import ExportOptions, Target, package_version
 
@@ -143,6 +143,7 @@ def export(
     backend: str | None = None,
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
+    tlc: TLCOptions | bool | None = None,
 ) -> Bundle:
     """Export ``method`` to ``target`` and return the bundle written under ``output``.
 
@@ -157,9 +158,13 @@ def export(
         backend: Target backend (target default when None).
         input_size: (H, W) of the exported programs (method default when None).
         seed: Seed of the random initialisation when no weights are given.
+        tlc: Export the Test-time Local Converter form (True for the default windows, or the
+            options); only for methods whose I/O contract declares global operations. The bundle
+            is named ``<method>-local-...`` and its manifest records the windows under ``recipe.tlc``.
 
     Raises:
-        UsageError: for unknown names or bad options.
+        UsageError: for unknown names or bad options (``tlc`` for a method without global
+            operations, or whose recipe does not implement the conversion).
         StageError: when a stage fails; it names the stage.
     """
     spec = methods().get(method)
@@ -167,15 +172,21 @@ def export(
     variant = spec.variant(variant or spec.default_variant).name
     task = spec.check_task(task or spec.default_task)
     options, scheme = resolve_target_options(target_obj, backend, quant)
+    tlc_options = resolve_tlc(spec, variant, task, tlc)
     target_label = target if options.backend == target_obj.default_backend else f"{target}-{options.backend}"
-    final = Path(output) / bundle_name(method, variant, task, target_label, options.quant)
+    method_label = f"{method}-local" if tlc_options else method
+    final = Path(output) / bundle_name(method_label, variant, task, target_label, options.quant)
 
     timings: dict[str, float] = {}
     with progress_bar(total=len(STAGES), desc=f"export {final.name}") as bar:
         with stage("build", bar, timings):
             model, weights_info = build_model_with_weights(method, variant, task, weights, seed)
         with stage("recipe", bar, timings):
-            recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size))
+            recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size,
+                                                      tlc=tlc_options))
+            if tlc_options and recipe.tlc is None:
+                raise UsageError(f"method '{method}' declares global operations but its recipe does not implement "
+                                 "the TLC conversion (it must localise its programs and set ExportRecipe.tlc)")
         with stage("rewrite", bar, timings):
             lowered, rewrite_records = apply_rewrites(recipe, options.backend)
         with atomic_directory(final) as tmp:
@@ -199,6 +210,21 @@ def export(
                 manifest["stage_seconds"] = timings
                 write_json(tmp / MANIFEST, manifest)
     return Bundle.open(final)
+
+
+def resolve_tlc(spec, variant: str, task: str, tlc: TLCOptions | bool | None) -> TLCOptions | None:
+    """The TLC options asked for, after checking that the method has global operations to convert.
+
+    Raises:
+        UsageError: if TLC is asked of a method whose I/O contract declares no global operations.
+    """
+    if tlc is None or tlc is False:
+        return None
+    global_ops = spec.io(variant, task).global_ops
+    if not global_ops:
+        raise UsageError(f"--tlc converts global operations to local ones, and method '{spec.name}' declares "
+                         "none (IOContract.global_ops is empty): its output does not depend on the whole image")
+    return TLCOptions() if tlc is True else tlc
 
 
 def _manifest(spec, variant, task, target, options, recipe: ExportRecipe, weights_info, rewrite_records,

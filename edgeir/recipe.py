@@ -167,6 +167,44 @@ class QuantHints:
 
 
 @dataclass(frozen=True)
+class TLCOptions:
+    """Asks a method with global operations for its Test-time Local Converter form (TLC).
+
+    TLC (Chu et al., ECCV 2022) makes global pooling, global statistics and transposed attention
+    local at inference, over windows of ``base_size`` at image level (scaled to each layer's
+    feature size as it was at ``train_size``). How a model is localised is its method's business:
+    its recipe does it and records what it did in :attr:`ExportRecipe.tlc`.
+
+    Args:
+        train_size: (H, W) of the training crops; 256x256 by default, as the official code.
+        base_size: (H, W) of the local window at image level; None = 1.5 x ``train_size``.
+    """
+
+    train_size: tuple[int, int] = (256, 256)
+    base_size: tuple[int, int] | None = None
+
+    def __post_init__(self) -> None:
+        for label, size in (("train_size", self.train_size), ("base_size", self.base_size)):
+            if size is None:
+                continue
+            size = tuple(int(s) for s in size)
+            if len(size) != 2 or min(size) < 1:
+                raise ValueError(f"TLC {label} must be two positive integers (H, W), got {size}")
+            object.__setattr__(self, label, size)
+
+    @property
+    def resolved_base_size(self) -> tuple[int, int]:
+        """``base_size``, or 1.5 x ``train_size`` truncated per axis (the official default)."""
+        if self.base_size is not None:
+            return self.base_size
+        return int(self.train_size[0] * 1.5), int(self.train_size[1] * 1.5)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest form."""
+        return {"train_size": list(self.train_size), "base_size": list(self.resolved_base_size)}
+
+
+@dataclass(frozen=True)
 class RecipeOptions:
     """What the user asked for, as far as the method's recipe cares.
 
@@ -174,21 +212,30 @@ class RecipeOptions:
         variant: Model variant.
         task: Restoration task.
         input_size: (H, W) of the exported programs; None for the method's default.
+        tlc: Export the Test-time Local Converter form (only for methods declaring global
+            operations, whose recipe then sets :attr:`ExportRecipe.tlc`); None for the model as built.
     """
 
     variant: str
     task: str
     input_size: tuple[int, int] | None = None
+    tlc: TLCOptions | None = None
 
 
 @dataclass(frozen=True)
 class ExportRecipe:
-    """Everything a target needs to export a method: programs, I/O, tiling, rewrites, hints."""
+    """Everything a target needs to export a method: programs, I/O, tiling, rewrites, hints.
+
+    ``tlc`` is set by recipes whose programs run the Test-time Local Converter form: the
+    :meth:`TLCOptions.to_json` fields plus what was localised (e.g. each layer's window), so the
+    manifest says it and ``verify`` rebuilds the same reference.
+    """
 
     programs: tuple[Program, ...]
     tile: TileSpec
     rewrites: tuple[Rewrite, ...] = ()
     quant: QuantHints = QuantHints()
+    tlc: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         names = [p.name for p in self.programs]
@@ -212,4 +259,5 @@ class ExportRecipe:
             "rewrites": [{"name": r.name, "description": r.description, "changes_output": r.changes_output,
                           "backends": list(r.backends)} for r in self.rewrites],
             "quant_hints": asdict(self.quant),
+            **({"tlc": self.tlc} if self.tlc is not None else {}),
         }

@@ -15,7 +15,7 @@ from edgeir.discovery import methods, quant_schemes, targets
 from edgeir.errors import CheckFailed, UsageError
 from edgeir.metrics import max_abs_error, psnr
 from edgeir.photos import builtin_photos, degrade, fit_to
-from edgeir.recipe import RecipeOptions
+from edgeir.recipe import RecipeOptions, TLCOptions
 from edgeir.reference import ReferenceRunner, build_model_with_weights
 
 log = logging.getLogger(__name__)
@@ -110,7 +110,10 @@ def verify(
 
 def _recipe_options(manifest: dict[str, Any]) -> RecipeOptions:
     shape = manifest["recipe"]["programs"][0]["inputs"][0]["shape"]
-    return RecipeOptions(variant=manifest["variant"], task=manifest["task"], input_size=(shape[-2], shape[-1]))
+    tlc = manifest["recipe"].get("tlc")  # the Test-time Local Converter windows the artifact was exported with
+    tlc_options = TLCOptions(train_size=tlc["train_size"], base_size=tlc["base_size"]) if tlc else None
+    return RecipeOptions(variant=manifest["variant"], task=manifest["task"], input_size=(shape[-2], shape[-1]),
+                         tlc=tlc_options)
 
 
 def _rebuild_reference(manifest: dict[str, Any], weights: str | Path | None):

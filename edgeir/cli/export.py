@@ -40,20 +40,35 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--size", type=_size, default=None, metavar="HxW",
                         help="input size of the exported program (default: the method's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation without --weights")
+    parser.add_argument("--tlc", action="store_true",
+                        help="export the Test-time Local Converter form: global pooling/statistics/attention become "
+                             "local windows of 1.5x the training crop (methods with global operations only)")
+    parser.add_argument("--tlc-train-size", type=_size, default=None, metavar="HxW",
+                        help="training crop the TLC windows derive from (default 256; implies --tlc)")
+    parser.add_argument("--tlc-base-size", type=_size, default=None, metavar="HxW",
+                        help="TLC window at image level (default 1.5x the training crop; implies --tlc)")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.pipeline import export
+    from edgeir.recipe import TLCOptions
 
+    tlc = None
+    if args.tlc or args.tlc_train_size or args.tlc_base_size:
+        tlc = TLCOptions(train_size=args.tlc_train_size or (256, 256), base_size=args.tlc_base_size)
     bundle = export(args.method, args.target, variant=args.variant, task=args.task, weights=args.weights,
                     output=args.output, quant=args.quant, backend=args.backend, input_size=args.size,
-                    seed=args.seed)
+                    seed=args.seed, tlc=tlc)
     manifest = bundle.manifest
     if not args.quiet:
         print(f"wrote {bundle.path}")
         print(f"  {manifest['method']} {manifest['variant']} / {manifest['task']} -> {manifest['target']} "
               f"({manifest['backend']}, {manifest['quant']}), {manifest['params'] / 1e6:.3f}M params")
+        if manifest["recipe"].get("tlc"):
+            tlc_record = manifest["recipe"]["tlc"]
+            print(f"  TLC: windows of {tlc_record['base_size']} at image level (train size "
+                  f"{tlc_record['train_size']}), {len(tlc_record['layers'])} layers made local")
         for name, stats in manifest["target_details"].get("delegation", {}).items():
             print(f"  {name}: {stats['delegated_nodes']} nodes delegated in {stats['delegate_subgraphs']} "
                   f"subgraph(s), {stats['non_delegated_nodes']} outside ({stats['coverage']:.1%} coverage)")

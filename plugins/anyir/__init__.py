@@ -57,20 +57,29 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
         from edgeir.errors import UsageError
 
         raise UsageError(f"AnyIR needs H and W multiples of {SIZE_MULTIPLE}; got {height}x{width}")
+    record = None
+    rewrites = EXPORT_REWRITES
+    if options.tlc is not None:  # --tlc: local attention windows and GatedDA statistics, at a static shape
+        from edgeir.plugins.anyir.tlc import to_local
+
+        model, record = to_local(model, options.tlc)
+        # delegate_friendly rebuilds the blocks with global attention and statistics; not for the local form.
+        rewrites = tuple(r for r in EXPORT_REWRITES if r[0] != "delegate_friendly")
     shape = (1, 3, height, width)
     program = Program(
         name="forward",
         module=model,
         inputs=(TensorSpec("image", shape, pad_to=SIZE_MULTIPLE),),
         outputs=(TensorSpec("restored", shape),),
-        dynamic_hw=DynamicSize(min=SIZE_MULTIPLE, max=4096, multiple=SIZE_MULTIPLE),
+        dynamic_hw=None if record else DynamicSize(min=SIZE_MULTIPLE, max=4096, multiple=SIZE_MULTIPLE),
     )
     return ExportRecipe(
         programs=(program,),
         tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=SIZE_MULTIPLE),
         rewrites=tuple(Rewrite(name, description, fn, backends=DELEGATE_REWRITES.get(name, ()))
-                       for name, fn, description in EXPORT_REWRITES),
+                       for name, fn, description in rewrites),
         quant=QuantHints(calibration_size=32),
+        tlc=record,
     )
 
 

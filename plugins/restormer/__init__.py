@@ -1,0 +1,131 @@
+"""Restormer, and Restormer-Local (its Test-time Local Converter form).
+
+Zamir et al., "Restormer: Efficient Transformer for High-Resolution Image Restoration", CVPR 2022;
+Chu et al., "Improving Image Restoration by Revisiting Global Information Aggregation" (TLC),
+ECCV 2022. A 4-level U-Net of transposed (channel) attention and gated-dconv FFN blocks.
+
+Variants:
+    paper: dim 48, blocks [4,6,6,8], 4 refinement, heads [1,2,4,8], FFN 2.66: 26.127M parameters
+        (WithBias LayerNorm; denoising tasks use BiasFree LayerNorm, 26.112M, as released).
+    mobile: dim 24, blocks [2,3,3,4], 2 refinement: about a quarter of the paper's compute.
+    tiny: dim 8, one block per level; for tests.
+
+``restormer-local`` builds the same network with TLC's local attention (windows of 1.5x the
+training crop, 256 by default, per layer); its state dict equals ``restormer``'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from edgeir.method import IOContract, MethodSpec, Variant
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from edgeir.recipe import ExportRecipe, RecipeOptions
+
+TASKS = ("deblur", "derain", "defocus", "denoise15", "denoise25", "denoise50", "denoise-real")
+SIZE_MULTIPLE = 8
+DEFAULT_SIZE = {"paper": 256, "mobile": 256, "tiny": 64}
+#: (dim, blocks, refinement blocks, heads) per variant.
+CONFIGS = {
+    "paper": (48, (4, 6, 6, 8), 4, (1, 2, 4, 8)),
+    "mobile": (24, (2, 3, 3, 4), 2, (1, 2, 4, 8)),
+    "tiny": (8, (1, 1, 1, 1), 1, (1, 1, 2, 2)),
+}
+GLOBAL_OPS = ("transposed channel attention (MDTA): C x C attention from statistics over all H x W",)
+VARIANTS = (
+    Variant("paper", "dim 48, blocks [4,6,6,8], 4 refinement, heads [1,2,4,8], FFN 2.66; WithBias LayerNorm "
+                     "(26.127M), BiasFree for denoising tasks (26.112M), as released", declared_params=26_126_644),
+    Variant("mobile", "dim 24, blocks [2,3,3,4], 2 refinement; for phones at 256x256"),
+    Variant("tiny", "dim 8, one block per level, 1 refinement; for tests"),
+)
+PAPER = ("Zamir et al., Restormer: Efficient Transformer for High-Resolution Image Restoration, CVPR 2022 "
+         "(arXiv 2111.09881)")
+TLC_PAPER = ("Chu et al., Improving Image Restoration by Revisiting Global Information Aggregation (TLC), "
+             "ECCV 2022 (arXiv 2112.04491)")
+
+
+def _build(variant: str, task: str) -> nn.Module:
+    from edgeir.plugins.restormer.model import Restormer, config_for
+
+    return Restormer(config_for(*CONFIGS[variant], task=task))
+
+
+def _build_local(variant: str, task: str) -> nn.Module:
+    from edgeir.plugins.restormer.local import to_local
+
+    return to_local(_build(variant, task))[0]
+
+
+def _recipe(model: nn.Module, options: RecipeOptions, local: bool = False) -> ExportRecipe:
+    from edgeir.errors import UsageError
+    from edgeir.recipe import DynamicSize, ExportRecipe, Program, TensorSpec, TileSpec, TLCOptions
+
+    height, width = options.input_size or (DEFAULT_SIZE[options.variant],) * 2
+    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+        raise UsageError(f"Restormer needs H and W multiples of {SIZE_MULTIPLE}; got {height}x{width}")
+    record = None
+    if local or options.tlc is not None:
+        from edgeir.plugins.restormer.local import to_local
+
+        # Every window coordinate is then a constant of the program's fixed shape.
+        model, record = to_local(model, options.tlc or TLCOptions())
+    shape = (1, 3, height, width)
+    program = Program(
+        name="forward",
+        module=model,
+        inputs=(TensorSpec("image", shape, pad_to=SIZE_MULTIPLE),),
+        outputs=(TensorSpec("restored", shape),),
+        dynamic_hw=None if record else DynamicSize(min=SIZE_MULTIPLE, max=4096, multiple=SIZE_MULTIPLE),
+    )
+    return ExportRecipe(programs=(program,), tile=TileSpec(size=(height, width), overlap=min(32, height // 4),
+                                                           multiple=SIZE_MULTIPLE), tlc=record)
+
+
+def _recipe_local(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+    return _recipe(model, options, local=True)
+
+
+def _io(variant: str, task: str) -> IOContract:
+    return IOContract(size_multiple=SIZE_MULTIPLE, global_ops=GLOBAL_OPS)
+
+
+def _io_local(variant: str, task: str) -> IOContract:
+    return IOContract(size_multiple=SIZE_MULTIPLE)
+
+
+def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    from edgeir.plugins.restormer.checkpoint import basicsr_state_dict
+
+    return basicsr_state_dict(raw)
+
+
+SPEC = MethodSpec(
+    name="restormer",
+    summary="Restormer: transposed-attention U-net transformer (26.1M params)",
+    paper=PAPER,
+    tasks=TASKS,
+    variants=VARIANTS,
+    default_task="deblur",
+    build=_build,
+    recipe=_recipe,
+    io=_io,
+    convert_checkpoint=_convert_checkpoint,
+)
+
+LOCAL_SPEC = MethodSpec(
+    name="restormer-local",
+    summary="Restormer-Local: Restormer with TLC local attention windows (same weights as restormer)",
+    paper=f"{TLC_PAPER}; {PAPER}",
+    tasks=TASKS,
+    variants=VARIANTS,
+    default_task="deblur",
+    build=_build_local,
+    recipe=_recipe_local,
+    io=_io_local,
+    convert_checkpoint=_convert_checkpoint,
+)

@@ -1,0 +1,262 @@
+"""Restormer, written for export, with the official state-dict names.
+
+Reference: S. W. Zamir et al., "Restormer: Efficient Transformer for High-Resolution Image
+Restoration", CVPR 2022 (github.com/swz30/Restormer, ``basicsr/models/archs/restormer_arch.py``).
+An independent implementation: module names and shapes equal the official network's, so the
+released ``{'params': ...}`` checkpoints load strictly. No einops; reshapes stay at rank <= 4.
+
+Shape contract: input ``(B, C, H, W)`` with H and W multiples of 8 (three PixelUnshuffle(2)
+levels, no internal padding, as the official model); output has the same shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["Restormer", "RestormerConfig", "SIZE_MULTIPLE", "TransposedAttention", "config_for"]
+
+SIZE_MULTIPLE = 8
+_LAYERNORM_EPS = 1e-5
+_LAYERNORM_KINDS = ("WithBias", "BiasFree")
+
+
+@dataclass(frozen=True)
+class RestormerConfig:
+    """Hyper-parameters of :class:`Restormer`; defaults are the paper's (every released task).
+
+    Attributes:
+        in_channels: Image channels in (6 for the dual-pixel defocus model).
+        out_channels: Image channels out.
+        dim: Width of level 1 (levels 2, 3 and the latent use 2x, 4x, 8x).
+        num_blocks: Transformer blocks in encoder levels 1-3 and the latent (decoder reuses 1-3).
+        num_refinement_blocks: Blocks after decoder level 1.
+        heads: Attention heads per level.
+        ffn_expansion_factor: GDFN hidden width factor (hidden = int(C * factor)).
+        bias: Whether the convolutions carry biases (released models: False).
+        layernorm: "WithBias" (deblurring, deraining, defocus) or "BiasFree" (denoising).
+        dual_pixel: Dual-pixel defocus model: a 1x1 skip conv instead of the image residual.
+    """
+
+    in_channels: int = 3
+    out_channels: int = 3
+    dim: int = 48
+    num_blocks: tuple[int, int, int, int] = (4, 6, 6, 8)
+    num_refinement_blocks: int = 4
+    heads: tuple[int, int, int, int] = (1, 2, 4, 8)
+    ffn_expansion_factor: float = 2.66
+    bias: bool = False
+    layernorm: str = "WithBias"
+    dual_pixel: bool = False
+
+    def __post_init__(self) -> None:
+        if self.layernorm not in _LAYERNORM_KINDS:
+            raise ValueError(f"layernorm must be one of {_LAYERNORM_KINDS}, got {self.layernorm!r}")
+        if len(self.num_blocks) != 4 or min(self.num_blocks) < 1 or len(self.heads) != 4:
+            raise ValueError(f"num_blocks and heads need 4 positive entries, got {self.num_blocks}, {self.heads}")
+        for width, n_heads in zip((self.dim, 2 * self.dim, 4 * self.dim, 8 * self.dim), self.heads, strict=True):
+            if width % n_heads:
+                raise ValueError(f"width {width} is not divisible by {n_heads} heads")
+        if not self.dual_pixel and self.in_channels != self.out_channels:
+            raise ValueError("the image residual needs in_channels == out_channels (or dual_pixel=True)")
+
+
+def config_for(dim: int, num_blocks, num_refinement_blocks: int, heads, task: str) -> RestormerConfig:
+    """A config with the LayerNorm the official code uses for ``task`` (BiasFree for denoising)."""
+    layernorm = "BiasFree" if task.startswith("denoise") else "WithBias"
+    return RestormerConfig(dim=dim, num_blocks=tuple(num_blocks), num_refinement_blocks=num_refinement_blocks,
+                           heads=tuple(heads), layernorm=layernorm)
+
+
+class _NormParams(nn.Module):
+    def __init__(self, channels: int, with_bias: bool) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        if with_bias:
+            self.bias = nn.Parameter(torch.zeros(channels))
+        else:
+            self.bias = None
+
+
+class LayerNorm(nn.Module):
+    """Restormer's LayerNorm over channels of an NCHW map (keys ``body.weight`` [+ ``body.bias``]).
+
+    WithBias: ``(x - mean) / sqrt(var + eps) * w + b``; BiasFree: ``x / sqrt(var + eps) * w`` (the
+    mean is not subtracted from x, only from the variance). Biased variance, eps 1e-5.
+    """
+
+    def __init__(self, channels: int, kind: str) -> None:
+        super().__init__()
+        self.with_bias = kind == "WithBias"
+        self.body = _NormParams(channels, self.with_bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        centred = x - x.mean(dim=1, keepdim=True)
+        var = centred.square().mean(dim=1, keepdim=True)
+        y = (centred if self.with_bias else x) * torch.rsqrt(var + _LAYERNORM_EPS)
+        y = y * self.body.weight.reshape(1, -1, 1, 1)
+        if self.body.bias is not None:
+            y = y + self.body.bias.reshape(1, -1, 1, 1)
+        return y
+
+
+class FeedForward(nn.Module):
+    """Gated-Dconv feed-forward network (GDFN)."""
+
+    def __init__(self, channels: int, expansion: float, bias: bool) -> None:
+        super().__init__()
+        hidden = int(channels * expansion)
+        self.project_in = nn.Conv2d(channels, 2 * hidden, 1, bias=bias)
+        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=bias)
+        self.project_out = nn.Conv2d(hidden, channels, 1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(a) * b)
+
+
+def channel_attention(qkv: torch.Tensor, num_heads: int, temperature: torch.Tensor) -> torch.Tensor:
+    """The MDTA core on a ``(B, 3C, H, W)`` qkv map: per head, softmax(norm(q) norm(k)^T * t) v.
+
+    The attention matrix is C/heads x C/heads, built from statistics over all H x W positions it
+    is given: that is what makes it global, and what TLC restricts to windows.
+    """
+    b, c3, h, w = qkv.shape
+    c = c3 // 3
+    q, k, v = qkv.chunk(3, dim=1)
+    q, k, v = (t.reshape(b, num_heads, c // num_heads, h * w) for t in (q, k, v))
+    q = F.normalize(q, dim=-1)
+    k = F.normalize(k, dim=-1)
+    attn = torch.softmax(q @ k.transpose(-2, -1) * temperature, dim=-1)
+    return (attn @ v).reshape(b, c, h, w)
+
+
+class TransposedAttention(nn.Module):
+    """Multi-Dconv head Transposed Attention (MDTA); official name ``Attention``."""
+
+    def __init__(self, channels: int, num_heads: int, bias: bool) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(3 * channels, 3 * channels, 3, padding=1, groups=3 * channels, bias=bias)
+        self.project_out = nn.Conv2d(channels, channels, 1, bias=bias)
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Attention over the whole qkv map (global); the TLC form overrides this."""
+        return channel_attention(qkv, self.num_heads, self.temperature)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.project_out(self.attend(self.qkv_dwconv(self.qkv(x))))
+
+
+class TransformerBlock(nn.Module):
+    """``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
+
+    def __init__(self, channels: int, num_heads: int, config: RestormerConfig) -> None:
+        super().__init__()
+        self.norm1 = LayerNorm(channels, config.layernorm)
+        self.attn = TransposedAttention(channels, num_heads, config.bias)
+        self.norm2 = LayerNorm(channels, config.layernorm)
+        self.ffn = FeedForward(channels, config.ffn_expansion_factor, config.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+class OverlapPatchEmbed(nn.Module):
+    """3x3 conv from image to features (key ``proj``)."""
+
+    def __init__(self, in_channels: int, channels: int, bias: bool) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, channels, 3, padding=1, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x)
+
+
+class Downsample(nn.Module):
+    """3x3 conv to C/2, PixelUnshuffle(2): half the size, twice the channels."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """3x3 conv to 2C, PixelShuffle(2): twice the size, half the channels."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(channels, channels * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(x)
+
+
+def _stage(channels: int, heads: int, depth: int, config: RestormerConfig) -> nn.Sequential:
+    return nn.Sequential(*(TransformerBlock(channels, heads, config) for _ in range(depth)))
+
+
+class Restormer(nn.Module):
+    """Restormer (Zamir et al., CVPR 2022): a 4-level U-Net of MDTA + GDFN transformer blocks.
+
+    Args:
+        config: Hyper-parameters; default the paper's (26.13M parameters with WithBias LayerNorm).
+    """
+
+    def __init__(self, config: RestormerConfig | None = None) -> None:
+        super().__init__()
+        self.config = config = config or RestormerConfig()
+        d = config.dim
+        h1, h2, h3, h4 = config.heads
+        n1, n2, n3, n4 = config.num_blocks
+        self.patch_embed = OverlapPatchEmbed(config.in_channels, d, config.bias)
+        self.encoder_level1 = _stage(d, h1, n1, config)
+        self.down1_2 = Downsample(d)
+        self.encoder_level2 = _stage(2 * d, h2, n2, config)
+        self.down2_3 = Downsample(2 * d)
+        self.encoder_level3 = _stage(4 * d, h3, n3, config)
+        self.down3_4 = Downsample(4 * d)
+        self.latent = _stage(8 * d, h4, n4, config)
+        self.up4_3 = Upsample(8 * d)
+        self.reduce_chan_level3 = nn.Conv2d(8 * d, 4 * d, 1, bias=config.bias)
+        self.decoder_level3 = _stage(4 * d, h3, n3, config)
+        self.up3_2 = Upsample(4 * d)
+        self.reduce_chan_level2 = nn.Conv2d(4 * d, 2 * d, 1, bias=config.bias)
+        self.decoder_level2 = _stage(2 * d, h2, n2, config)
+        self.up2_1 = Upsample(2 * d)
+        self.decoder_level1 = _stage(2 * d, h1, n1, config)
+        self.refinement = _stage(2 * d, h1, config.num_refinement_blocks, config)
+        if config.dual_pixel:
+            self.skip_conv = nn.Conv2d(d, 2 * d, 1, bias=config.bias)
+        self.output = nn.Conv2d(2 * d, config.out_channels, 3, padding=1, bias=config.bias)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """Restore ``image`` (B, C, H, W).
+
+        Raises:
+            ValueError: if H or W is not a multiple of 8 (the official model has the same limit).
+        """
+        height, width = image.shape[-2:]
+        if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
+            raise ValueError(f"Restormer needs H and W to be multiples of {SIZE_MULTIPLE}; got {height}x{width}. "
+                             "Pad the image (reflect) and crop the output.")
+        embedded = self.patch_embed(image)
+        enc1 = self.encoder_level1(embedded)
+        enc2 = self.encoder_level2(self.down1_2(enc1))
+        enc3 = self.encoder_level3(self.down2_3(enc2))
+        latent = self.latent(self.down3_4(enc3))
+        dec3 = self.decoder_level3(self.reduce_chan_level3(torch.cat([self.up4_3(latent), enc3], dim=1)))
+        dec2 = self.decoder_level2(self.reduce_chan_level2(torch.cat([self.up3_2(dec3), enc2], dim=1)))
+        dec1 = self.refinement(self.decoder_level1(torch.cat([self.up2_1(dec2), enc1], dim=1)))
+        if self.config.dual_pixel:
+            return self.output(dec1 + self.skip_conv(embedded))
+        return self.output(dec1) + image
