@@ -100,6 +100,7 @@ class QuantEngine(ABC):
     name: str = ""
     schemes: tuple[str, ...] = ()
     post_export: bool = False
+    fakequant_suffix: str = ".pt2"
 
     def quantize(self, program: Program, scheme: str, calibration: Calibration, hints: QuantHints,
                  qat_steps: int = 0, trainer: Trainer | None = None) -> QuantizedProgram:
@@ -109,6 +110,12 @@ class QuantEngine(ABC):
     def compress(self, artifact: Any, scheme: str) -> Any:
         """Compress a converted artifact (weight-only schemes)."""
         raise NotImplementedError(f"engine {self.name} quantizes programs, not artifacts")
+
+    def save_fakequant(self, module: nn.Module, example: tuple[torch.Tensor, ...], path: str) -> None:
+        """Save a fake-quant program into the bundle (default: a ``torch.export`` archive)."""
+        import torch
+
+        torch.export.save(torch.export.export(module, example, strict=False), path)
 
     def load_fakequant(self, path: str) -> nn.Module:
         """Load a fake-quant program saved by the pipeline (``torch.export`` archive)."""

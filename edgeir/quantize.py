@@ -96,7 +96,7 @@ def calibration_data(spec, task: str, height: int, width: int, *, count: int, so
     from edgeir.data import TrainingPairs
 
     if height != width:
-        raise UsageError(f"calibration and QAT crop square tiles; the program is {height}x{width}: pass --size {height}")
+        raise UsageError(f"calibration and QAT use square crops; the program is {height}x{width}: pass --size {height}")
     io = spec.io(spec.default_variant, task)
     pairs = TrainingPairs(task, source=source, crop=height * io.scale, batch=QAT_BATCH,
                           seed=seed + 7919, in_channels=io.in_channels, scale=io.scale)
@@ -171,19 +171,16 @@ def check_against_fakequant(name: str, got: list[np.ndarray], fakequant, inputs:
     return {"artifact_vs_fakequant_psnr_db": round(value, 2)}
 
 
-def save_fakequant(result: QuantizeResult, recipe, root: Path) -> list[str]:
-    """Save each program's fake-quant model as a ``torch.export`` archive under ``fakequant/``."""
-    import torch
-
+def save_fakequant(engine: QuantEngine, result: QuantizeResult, recipe, root: Path) -> list[str]:
+    """Save each program's fake-quant model under ``fakequant/`` in the engine's format."""
     (root / FAKEQUANT_DIR).mkdir(exist_ok=True)
     names = []
     for program in recipe.programs:
         quantized = result.programs[program.name]
         if quantized.fakequant is None:
             continue
-        name = f"{FAKEQUANT_DIR}/{program.name}.pt2"
-        exported = torch.export.export(quantized.fakequant, program.example_inputs(), strict=False)
-        torch.export.save(exported, str(root / name))
+        name = f"{FAKEQUANT_DIR}/{program.name}{engine.fakequant_suffix}"
+        engine.save_fakequant(quantized.fakequant, program.example_inputs(), str(root / name))
         names.append(name)
     return names
 
@@ -199,7 +196,7 @@ def quantization_manifest(engine: QuantEngine, scheme: QuantScheme, result: Quan
     if result is not None:
         data["calibration"] = result.calibration.to_json()
         data["programs"] = {name: r.details for name, r in result.programs.items()}
-        files = save_fakequant(result, result.recipe, root)
+        files = save_fakequant(engine, result, result.recipe, root)
         data["fakequant_files"] = hash_files(root, files)
     return data
 
@@ -214,10 +211,11 @@ def load_fakequant(bundle, program: str):
     from edgeir.discovery import targets
 
     info = bundle.manifest.get("quantization") or {}
-    name = f"{FAKEQUANT_DIR}/{program}.pt2"
-    digest = (info.get("fakequant_files") or {}).get(name)
-    if digest is None:
+    found = [(n, d) for n, d in (info.get("fakequant_files") or {}).items()
+             if n.rsplit(".", 1)[0] == f"{FAKEQUANT_DIR}/{program}"]
+    if not found:
         return None
+    name, digest = found[0]
     path = bundle.path / name
     if not path.is_file() or file_sha256(path) != digest:
         raise UsageError(f"bundle {bundle.path} was modified after export: sha256 differs for {name}")

@@ -75,7 +75,7 @@ class PT2EXnnpackEngine(QuantEngine):
                                            dynamic_shapes=tuple({0: batch} for _ in example))
             prepared = prepare_qat_pt2e(captured.module(), self._quantizer(True, hints.keep_float))
             for parameter in prepared.parameters():
-                parameter.requires_grad_(True)
+                parameter.requires_grad_(parameter.is_floating_point())
             details["qat"] = trainer(prepared, qat_steps)
             move_exported_model_to_eval(prepared)
         else:
