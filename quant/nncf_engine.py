@@ -35,43 +35,59 @@ def use_reference_kernels() -> None:
                                                                   Quantize_backward=torch_executor.backward)
 
 
-def float_only_fake_quantize(model) -> None:
-    """Let every fake-quantize module pass non-float tensors through unchanged.
+def native_quantizers(model) -> int:
+    """Replace every fake-quantize module by a plain ``torch.fake_quantize_*`` call; returns how many.
 
-    NNCF hooks quantizers onto operator calls. Under ``torch.jit.trace`` (the ONNX QDQ export) shape
-    arithmetic such as ``h * w`` becomes a traced integer tensor, so a quantizer hooked on a
-    multiplication would receive it and fail ("not implemented for 'Long'"); in eager mode that
-    arithmetic is on Python ints and no quantizer sees it. Passing integers through keeps the traced
-    graph equal to the eager fake-quant model.
+    ``nncf.strip(NATIVE)`` leaves ``torch.ao`` FakeQuantize modules (whose ``observer_enabled`` flag
+    check is a data-dependent branch ``torch.export`` refuses) and some of NNCF's own quantizers (whose
+    export path is a Python autograd function). The replacement computes the same fake quantization
+    (NNCF's ``get_parameters_for_torch_fq`` / the FakeQuantize's scale and zero point) with no
+    branches, so the model exports with ``torch.export``: the shape arithmetic stays symbolic and the
+    NNCF hooks fire on the same operator calls as in eager mode.
     """
-    import types
-
+    import numpy as np
     import torch
+    from nncf.torch.quantization.layers import BaseQuantizer
 
-    def forward(self, x):
-        return x if not x.is_floating_point() else type(self).forward(self, x)
+    class NativeFakeQuantize(torch.nn.Module):
+        def __init__(self, q_min, q_max, scale, zero_point, axis) -> None:
+            super().__init__()
+            self.q_min, self.q_max, self.axis = int(q_min), int(q_max), axis
+            self.register_buffer("scale", scale.detach().float().reshape(-1).clone())
+            self.register_buffer("zero_point", zero_point.detach().to(torch.int32).reshape(-1).clone())
 
-    for module in model.modules():
-        if isinstance(module, torch.ao.quantization.FakeQuantizeBase):
-            module.forward = types.MethodType(forward, module)
+        def forward(self, x):
+            if not x.is_floating_point():
+                return x
+            if self.axis is not None:
+                return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
+                                                              self.q_min, self.q_max)
+            return torch.fake_quantize_per_tensor_affine(x, self.scale[0], self.zero_point[0], self.q_min, self.q_max)
+
+    def replacement(child):
+        if isinstance(child, BaseQuantizer):
+            q_min, q_max, scale, zero_point = child.get_parameters_for_torch_fq()
+            axis = int(np.argmax(child.scale_shape)) if child.per_channel else None
+            return NativeFakeQuantize(q_min, q_max, scale, zero_point, axis)
+        if isinstance(child, torch.ao.quantization.FakeQuantizeBase):
+            per_channel = child.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
+            return NativeFakeQuantize(child.quant_min, child.quant_max, child.scale, child.zero_point,
+                                      int(child.ch_axis) if per_channel else None)
+        return None
+
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            native = replacement(child)
+            if native is not None:
+                setattr(parent, name, native)
+                count += 1
+    return count
 
 
 class NNCFEngine(QuantEngine):
     name = "nncf"
     schemes = ("int8",)
-    fakequant_suffix = ".pt"
-
-    def save_fakequant(self, module, example, path: str) -> None:
-        """TorchScript trace: ``torch.export`` cannot capture NNCF's hooked model (data-dependent guards)."""
-        import torch
-
-        with torch.no_grad():
-            torch.jit.save(torch.jit.trace(module, example, check_trace=False), path)
-
-    def load_fakequant(self, path: str):
-        import torch
-
-        return torch.jit.load(path, map_location="cpu")
 
     def availability(self) -> tuple[bool, str]:
         ok = importlib.util.find_spec("nncf") is not None
@@ -103,7 +119,7 @@ class NNCFEngine(QuantEngine):
         quantized.eval()
         stripped = nncf.strip(quantized, do_copy=True, strip_format=nncf.StripFormat.NATIVE, example_input=example[0])
         stripped.eval()
-        float_only_fake_quantize(stripped)
+        details["native_quantizers"] = native_quantizers(stripped)
         with torch.no_grad():
             stripped(*example)
         return QuantizedProgram(export_module=stripped, fakequant=stripped, details=details)

@@ -76,6 +76,10 @@ class PT2EXnnpackEngine(QuantEngine):
             prepared = prepare_qat_pt2e(captured.module(), self._quantizer(True, hints.keep_float))
             for parameter in prepared.parameters():
                 parameter.requires_grad_(parameter.is_floating_point())
+            # Observers start from the calibration crops, not from the first training batch alone.
+            with torch.no_grad():
+                for degraded, _ in calibration.batches:
+                    prepared(degraded)
             details["qat"] = trainer(prepared, qat_steps)
             move_exported_model_to_eval(prepared)
         else:

@@ -15,7 +15,6 @@ from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunn
 log = logging.getLogger(__name__)
 
 OPSET = 18
-QDQ_OPSET = 17
 
 
 def program_file(name: str, count: int) -> str:
@@ -112,21 +111,23 @@ class OnnxTarget(Target):
 
     @staticmethod
     def _export_qdq(recipe, out_dir: Path) -> ExportResult:
-        """Fake-quant programs (NNCF, stripped to native ops) as QDQ models, at their exported shapes.
+        """Fake-quant programs (NNCF, native ``torch.fake_quantize_*`` ops) as QDQ models at their exported shapes.
 
-        The TorchScript exporter writes ``torch.fake_quantize_*`` as QuantizeLinear/DequantizeLinear
-        pairs; the dynamo exporter does not handle them (NOTES.md: NNCF recipe).
+        The dynamo exporter writes each fake-quantize as a QuantizeLinear/DequantizeLinear pair.
         """
         import torch
 
         files = []
         for program in recipe.programs:
             name = program_file(program.name, len(recipe.programs))
-            torch.onnx.export(program.module, program.example_inputs(), str(out_dir / name), dynamo=False,
-                              opset_version=QDQ_OPSET, input_names=[spec.name for spec in program.inputs],
-                              output_names=[spec.name for spec in program.outputs])
+            exported = torch.export.export(program.module, program.example_inputs(), strict=False)
+            onnx_program = torch.onnx.export(
+                exported, program.example_inputs(), dynamo=True, opset_version=OPSET, verbose=False,
+                input_names=[spec.name for spec in program.inputs],
+                output_names=[spec.name for spec in program.outputs], external_data=False, optimize=True)
+            onnx_program.save(str(out_dir / name), external_data=False)
             files.append(name)
-        return ExportResult(files=files, details={"opset": QDQ_OPSET, "dynamic_hw": {}, "format": "QDQ"})
+        return ExportResult(files=files, details={"opset": OPSET, "dynamic_hw": {}, "format": "QDQ"})
 
     @staticmethod
     def _dynamic_shapes(program) -> tuple[dict[int, Any], ...]:
