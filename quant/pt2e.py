@@ -17,6 +17,9 @@ from edgeir.quantize import frozen
 
 log = logging.getLogger(__name__)
 
+#: aten operators whose patterns are quantized (with their fused activations, as XNNPACKQuantizer annotates them).
+QUANTIZED_OPS = ("conv2d", "linear")
+
 
 def keep_float_filter(keep_float: tuple[str, ...]):
     """Node filter: False for nodes inside a module named in ``keep_float`` (or below it)."""
@@ -44,12 +47,20 @@ class PT2EXnnpackEngine(QuantEngine):
         import torchao.quantization.pt2e.quantize_pt2e  # noqa: F401  (registers quantized_decomposed ops)
 
     def _quantizer(self, qat: bool, keep_float: tuple[str, ...]):
+        import torch
         from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
             XNNPACKQuantizer,
             get_symmetric_quantization_config,
         )
 
-        quantizer = XNNPACKQuantizer().set_global(get_symmetric_quantization_config(is_per_channel=True, is_qat=qat))
+        config = get_symmetric_quantization_config(is_per_channel=True, is_qat=qat)
+        # int8 where the weights are: convolutions and linear layers (their inputs and outputs). The
+        # global config also quantizes element-wise products and means; in a normalised attention
+        # (AnyIR: rsqrt(mean(q * q))) a product quantized to zero on flat photo regions becomes
+        # rsqrt(1e-24) and the logits overflow to inf/NaN (seen at the first QAT step on photo crops).
+        quantizer = XNNPACKQuantizer()
+        for op in QUANTIZED_OPS:
+            quantizer.set_operator_type(getattr(torch.ops.aten, op).default, config)
         if keep_float:
             quantizer.set_filter_function(keep_float_filter(keep_float))
         return quantizer
@@ -62,7 +73,8 @@ class PT2EXnnpackEngine(QuantEngine):
 
         example = program.example_inputs()
         module = program.module.eval()
-        details: dict[str, Any] = {"quantizer": "XNNPACKQuantizer", "weights": "int8 per-channel symmetric",
+        details: dict[str, Any] = {"quantizer": "XNNPACKQuantizer", "operators": list(QUANTIZED_OPS),
+                                   "weights": "int8 per-channel symmetric",
                                    "activations": "int8 per-tensor affine (static)",
                                    "kept_float": list(hints.keep_float)}
         if qat_steps > 0:
