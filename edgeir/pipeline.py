@@ -1,6 +1,6 @@
 """The export pipeline: named stages from the method's eager model to a verified bundle.
 
-Stages: resolve -> build -> recipe -> rewrite -> export -> load -> run -> compare -> write.
+Stages: resolve -> build -> recipe -> rewrite -> quantize -> export -> load -> run -> compare -> write.
 Every failure names its stage and chains the cause; nothing falls back silently.
 """
 
@@ -32,7 +32,7 @@ from edgeir.target import ExportOptions, Target, package_version
 
 log = logging.getLogger(__name__)
 
-STAGES = ("build", "recipe", "rewrite", "export", "load", "run", "compare", "write")
+STAGES = ("build", "recipe", "rewrite", "quantize", "export", "load", "run", "compare", "write")
 REWRITE_TOLERANCE = 1e-4
 
 
@@ -68,6 +68,11 @@ def resolve_target_options(target: Target, backend: str | None, quant: str | Non
     quant = quant or target.default_quant
     scheme = quant_schemes().get(quant)
     if quant not in target.quant_schemes:
+        if quant in quant_schemes().registry.names():
+            elsewhere = sorted(t for t in targets().registry.names() if quant in targets().get(t).quant_schemes)
+            raise UsageError(f"quantization scheme '{quant}' is not available for target {target.name}, which offers "
+                             f"{', '.join(target.quant_schemes)}; '{quant}' works with: "
+                             f"{', '.join(elsewhere) or 'no installed target'}")
         raise UsageError(unknown_name_message(f"quantization scheme of {target.name}", quant,
                                               list(target.quant_schemes)))
     return ExportOptions(backend=backend, quant=quant), scheme
@@ -108,15 +113,21 @@ def _as_tuple(outputs) -> tuple[torch.Tensor, ...]:
     return (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
 
 
-def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme) -> dict[str, Any]:
+def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme, quantized=None) -> dict[str, Any]:
     """Run every program of the artifact once on its example inputs and compare with the eager model.
 
+    For a quantized export (``quantized``: a :class:`~edgeir.quantize.QuantizeResult`) the input is a
+    calibration sample, and the artifact is also compared with its own fake-quant model.
+
     Raises:
-        StageError: ('compare') if the artifact disagrees beyond the scheme's tolerance.
+        StageError: ('compare') if the artifact disagrees beyond the scheme's tolerance, or with its
+            fake-quant model beyond the scheme's fake-quant tolerance.
     """
     results = {}
     for program in reference.programs:
         example = [x.numpy() for x in program.example_inputs()]
+        if quantized is not None and program.name in quantized.samples:
+            example = [quantized.samples[program.name].numpy()]
         try:
             got = runner.run(program.name, example)
         except Exception as exc:
@@ -125,6 +136,11 @@ def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme) -> dict[st
         worst = min(psnr(g, e) for g, e in zip(got, expected, strict=True))
         error = max(max_abs_error(g, e) for g, e in zip(got, expected, strict=True))
         results[program.name] = {"psnr_db": round(worst, 2), "max_abs_err": error}
+        if quantized is not None and program.name in quantized.programs:
+            from edgeir.quantize import check_against_fakequant
+
+            results[program.name].update(check_against_fakequant(
+                program.name, got, quantized.programs[program.name].fakequant, example, scheme))
         if worst < scheme.verify_threshold_db:
             raise StageError("compare", f"program '{program.name}' of the artifact differs from the eager model: "
                                         f"{worst:.1f} dB < {scheme.verify_threshold_db:.0f} dB on its example input")
@@ -144,6 +160,8 @@ def export(
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
     tlc: TLCOptions | bool | None = None,
+    qat_steps: int = 0,
+    calibration: str | Path | None = None,
 ) -> Bundle:
     """Export ``method`` to ``target`` and return the bundle written under ``output``.
 
@@ -161,6 +179,8 @@ def export(
         tlc: Export the Test-time Local Converter form (True for the default windows, or the
             options); only for methods whose I/O contract declares global operations. The bundle
             is named ``<method>-local-...`` and its manifest records the windows under ``recipe.tlc``.
+        qat_steps: Quantization-aware fine-tuning steps for integer schemes (0 = post-training quantization).
+        calibration: Folder of clean images for calibration and QAT (None: the built-in photos' training split).
 
     Raises:
         UsageError: for unknown names or bad options (``tlc`` for a method without global
@@ -173,6 +193,10 @@ def export(
     task = spec.check_task(task or spec.default_task)
     options, scheme = resolve_target_options(target_obj, backend, quant)
     tlc_options = resolve_tlc(spec, variant, task, tlc)
+    from edgeir.quantize import check_qat_steps, engine_for
+
+    engine = engine_for(target_obj, options, scheme)
+    check_qat_steps(scheme, qat_steps)
     target_label = target if options.backend == target_obj.default_backend else f"{target}-{options.backend}"
     method_label = f"{method}-local" if tlc_options else method
     final = Path(output) / bundle_name(method_label, variant, task, target_label, options.quant)
@@ -189,11 +213,22 @@ def export(
                                  "the TLC conversion (it must localise its programs and set ExportRecipe.tlc)")
         with stage("rewrite", bar, timings):
             lowered, rewrite_records = apply_rewrites(recipe, options.backend)
+        quantized = None
+        with stage("quantize", bar, timings):
+            if engine is not None and not engine.post_export:
+                from edgeir.quantize import quantize_recipe
+
+                quantized = quantize_recipe(engine, scheme, spec, lowered, task, qat_steps=qat_steps,
+                                            calibration=calibration, seed=seed)
         with atomic_directory(final) as tmp:
             with stage("export", bar, timings):
-                result = target_obj.export(lowered, options, tmp)
+                result = target_obj.export(quantized.recipe if quantized else lowered, options, tmp)
             manifest = _manifest(spec, variant, task, target_obj, options, recipe, weights_info,
                                  rewrite_records, result.details, hash_files(tmp, result.files))
+            if engine is not None:
+                from edgeir.quantize import quantization_manifest
+
+                manifest["quantization"] = quantization_manifest(engine, scheme, quantized, tmp, qat_steps)
             write_json(tmp / MANIFEST, manifest)
             bundle = Bundle(tmp, manifest)
             with stage("load", bar, timings):
@@ -203,7 +238,7 @@ def export(
                 bar.update(2)
             else:
                 with stage("run", bar, timings):
-                    check = smoke_check(runner, lowered, scheme)
+                    check = smoke_check(runner, lowered, scheme, quantized)
                 with stage("compare", bar, timings):
                     manifest["export_check"] = {"status": "passed", "runtime": runner.runtime, "programs": check}
             with stage("write", bar, timings):

@@ -124,6 +124,15 @@ class Target(ABC):
         """
         return None
 
+    def quant_engine(self, options: ExportOptions):
+        """The :class:`~edgeir.quantization.QuantEngine` that serves ``options.quant``; None for float schemes
+        the target exports natively.
+
+        Raises:
+            UsageError: when the scheme needs a backend other than ``options.backend``.
+        """
+        return None
+
     def runtime_unavailable_reason(self) -> str:
         """Why :meth:`runtime` returns None on this host; empty when it does not."""
         return ""

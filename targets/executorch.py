@@ -110,8 +110,20 @@ class ExecuTorchTarget(Target):
     name = "executorch"
     summary = "ExecuTorch .pte (XNNPACK delegate by default, or portable kernels); runs here"
     backends = ("xnnpack", "portable")
-    quant_schemes = ("fp32",)
+    quant_schemes = ("fp32", "int8")
     default_quant = "fp32"
+
+    def quant_engine(self, options: ExportOptions):
+        if options.quant != "int8":
+            return None
+        if options.backend != "xnnpack":
+            from edgeir.errors import UsageError
+
+            raise UsageError(f"int8 for executorch needs the xnnpack backend (XNNPACKQuantizer); "
+                             f"backend '{options.backend}' offers fp32 only")
+        from edgeir.quant.pt2e import ENGINE
+
+        return ENGINE
 
     def availability(self) -> Availability:
         ok = importlib.util.find_spec("executorch") is not None

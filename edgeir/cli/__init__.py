@@ -21,6 +21,8 @@ COMMANDS = ("list", "env", "export", "verify", "run", "profile", "import-profile
 _MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run",
             "profile": "profile", "import-profile": "import_profile", "gate": "gate", "report": "report"}
 COMMANDS += ("finetune", "eval")  # training and evaluation (issue 7)
+COMMANDS += ("quant-report",)  # int8 sensitivity (issue 7)
+_MODULES["quant-report"] = "quant_report"
 _MODULES.update({"finetune": "finetune", "eval": "evaluate"})
 
 

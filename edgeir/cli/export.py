@@ -34,8 +34,14 @@ def add_parser(subparsers) -> None:
                              "bundle says which")
     parser.add_argument("-o", "--output", default="artifacts", help="directory for bundles (default: artifacts)")
     parser.add_argument("--quant", "--precision", dest="quant", default=None,
-                        help="precision / quantization scheme, e.g. fp32 or fp16 (default: the target's; "
-                             "Core ML: fp16)")
+                        help="precision / quantization scheme: fp32, fp16, int8, int8-weights, w4 (default: the "
+                             "target's; Core ML: fp16); 'edgeir list' shows which target offers which")
+    parser.add_argument("--qat-steps", type=int, default=0, metavar="N",
+                        help="int8: quantization-aware fine-tuning steps on the training photos (default 0 = "
+                             "post-training quantization, calibrated on them)")
+    parser.add_argument("--calibration", default=None, metavar="DIR",
+                        help="folder of clean images for int8 calibration and QAT (default: the built-in photos' "
+                             "training split)")
     parser.add_argument("--backend", default=None, help="target backend, e.g. xnnpack or portable for executorch")
     parser.add_argument("--size", type=_size, default=None, metavar="HxW",
                         help="input size of the exported program (default: the method's)")
@@ -59,7 +65,7 @@ def handle(args: argparse.Namespace) -> int:
         tlc = TLCOptions(train_size=args.tlc_train_size or (256, 256), base_size=args.tlc_base_size)
     bundle = export(args.method, args.target, variant=args.variant, task=args.task, weights=args.weights,
                     output=args.output, quant=args.quant, backend=args.backend, input_size=args.size,
-                    seed=args.seed, tlc=tlc)
+                    seed=args.seed, tlc=tlc, qat_steps=args.qat_steps, calibration=args.calibration)
     manifest = bundle.manifest
     if not args.quiet:
         print(f"wrote {bundle.path}")
@@ -73,9 +79,19 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  {name}: {stats['delegated_nodes']} nodes delegated in {stats['delegate_subgraphs']} "
                   f"subgraph(s), {stats['non_delegated_nodes']} outside ({stats['coverage']:.1%} coverage)")
         check = manifest["export_check"]
+        quantization = manifest.get("quantization")
+        if quantization:
+            print(f"  {quantization['scheme']} by {quantization['engine']} ({quantization['mode']}"
+                  + (f", {quantization['qat_steps']} QAT steps" if quantization["qat_steps"] else "")
+                  + (f"; calibration: {quantization['calibration']['description']}" if "calibration" in quantization
+                     else "") + ")")
         if check["status"] == "passed":
             worst = min(p["psnr_db"] for p in check["programs"].values())
             print(f"  artifact runs in {check['runtime']}: {worst:.1f} dB vs eager on its example input")
+            fake = [p["artifact_vs_fakequant_psnr_db"] for p in check["programs"].values()
+                    if "artifact_vs_fakequant_psnr_db" in p]
+            if fake:
+                print(f"  artifact vs its fake-quant model: {min(fake):.1f} dB")
         else:
             print(f"  artifact not run: {check['reason']}")
         if manifest["weights"]["source"] == "edgeir-default":

@@ -36,6 +36,12 @@ def handle(args: argparse.Namespace) -> int:
             continue
         print(f"  {name}: min {result['min_psnr_db']:.1f} dB, mean {result['mean_psnr_db']:.1f} dB, "
               f"max abs err {result['max_abs_err']:.2e} over {len(result['photos'])} photos")
+        fake = result.get("fakequant")
+        if fake:
+            print(f"  {name}: three-way (min over photos): artifact vs float "
+                  f"{fake['min_artifact_vs_float_db']:.1f} dB, "
+                  f"fake-quant vs float {fake['min_fakequant_vs_float_db']:.1f} dB, artifact vs fake-quant "
+                  f"{fake['min_artifact_vs_fakequant_db']:.1f} dB (tolerance {fake['tolerance_db']:.0f} dB)")
     if "accuracy_note" in data:
         print(f"  note: {data['accuracy_note']}")
     return 0

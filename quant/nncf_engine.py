@@ -1,0 +1,128 @@
+"""ONNX int8: NNCF (PTQ and QAT) on the PyTorch program, stripped to native fake-quant ops.
+
+``nncf.quantize`` inserts NNCF's FakeQuantize modules (calibrated on the named batches); QAT trains
+that model with edgeir's loop. ``nncf.strip(..., StripFormat.NATIVE)`` then leaves
+``torch.fake_quantize_per_*_affine`` ops, which the TorchScript ONNX exporter (opset 17) writes as
+QuantizeLinear/DequantizeLinear pairs that ONNX Runtime runs. OpenVINO's own FakeQuantize ops,
+which a plain export would contain, do not load in ONNX Runtime (see NOTES.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Any
+
+from edgeir.quantization import Calibration, QuantEngine, QuantizedProgram, Trainer
+
+
+def use_reference_kernels() -> None:
+    """Run NNCF's fake quantization with its own pure-PyTorch reference functions.
+
+    On first use NNCF compiles a C++ extension (``quantized_functions_cpu``) with a 60 s limit; on a
+    busy 2-core host the build times out (ExtensionLoaderTimeoutException) and on a machine without
+    a compiler it cannot build at all. NNCF's reference functions have the same signatures and
+    results (it is what NNCF tests the extension against); only speed differs, which does not
+    matter for calibration and short QAT runs.
+    """
+    from types import SimpleNamespace
+
+    from nncf.torch.quantization.extensions import QuantizedFunctionsCPU
+    from nncf.torch.quantization.reference import torch_executor
+
+    if QuantizedFunctionsCPU._loaded_namespace is None:
+        # The eager functions, not NNCF's torch.compile wrappers of them (compiling needs a C++ toolchain too).
+        QuantizedFunctionsCPU._loaded_namespace = SimpleNamespace(Quantize_forward=torch_executor.forward,
+                                                                  Quantize_backward=torch_executor.backward)
+
+
+def native_quantizers(model) -> int:
+    """Replace every fake-quantize module by a plain ``torch.fake_quantize_*`` call; returns how many.
+
+    ``nncf.strip(NATIVE)`` leaves ``torch.ao`` FakeQuantize modules (whose ``observer_enabled`` flag
+    check is a data-dependent branch ``torch.export`` refuses) and some of NNCF's own quantizers (whose
+    export path is a Python autograd function). The replacement computes the same fake quantization
+    (NNCF's ``get_parameters_for_torch_fq`` / the FakeQuantize's scale and zero point) with no
+    branches, so the model exports with ``torch.export``: the shape arithmetic stays symbolic and the
+    NNCF hooks fire on the same operator calls as in eager mode.
+    """
+    import numpy as np
+    import torch
+    from nncf.torch.quantization.layers import BaseQuantizer
+
+    class NativeFakeQuantize(torch.nn.Module):
+        def __init__(self, q_min, q_max, scale, zero_point, axis) -> None:
+            super().__init__()
+            self.q_min, self.q_max, self.axis = int(q_min), int(q_max), axis
+            self.register_buffer("scale", scale.detach().float().reshape(-1).clone())
+            self.register_buffer("zero_point", zero_point.detach().to(torch.int32).reshape(-1).clone())
+
+        def forward(self, x):
+            if not x.is_floating_point():
+                return x
+            if self.axis is not None:
+                return torch.fake_quantize_per_channel_affine(x, self.scale, self.zero_point, self.axis,
+                                                              self.q_min, self.q_max)
+            return torch.fake_quantize_per_tensor_affine(x, self.scale[0], self.zero_point[0], self.q_min, self.q_max)
+
+    def replacement(child):
+        if isinstance(child, BaseQuantizer):
+            q_min, q_max, scale, zero_point = child.get_parameters_for_torch_fq()
+            axis = int(np.argmax(child.scale_shape)) if child.per_channel else None
+            return NativeFakeQuantize(q_min, q_max, scale, zero_point, axis)
+        if isinstance(child, torch.ao.quantization.FakeQuantizeBase):
+            per_channel = child.qscheme in (torch.per_channel_symmetric, torch.per_channel_affine)
+            return NativeFakeQuantize(child.quant_min, child.quant_max, child.scale, child.zero_point,
+                                      int(child.ch_axis) if per_channel else None)
+        return None
+
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            native = replacement(child)
+            if native is not None:
+                setattr(parent, name, native)
+                count += 1
+    return count
+
+
+class NNCFEngine(QuantEngine):
+    name = "nncf"
+    schemes = ("int8",)
+
+    def availability(self) -> tuple[bool, str]:
+        ok = importlib.util.find_spec("nncf") is not None
+        return ok, "" if ok else "the nncf package is needed for ONNX int8"
+
+    def quantize(self, program, scheme: str, calibration: Calibration, hints, qat_steps: int = 0,
+                 trainer: Trainer | None = None) -> QuantizedProgram:
+        import nncf
+        import torch
+
+        use_reference_kernels()
+        example = program.example_inputs()
+        module = program.module.eval()
+        samples = [item for degraded, _ in calibration.batches for item in degraded.split(1)]
+        ignored = nncf.IgnoredScope(names=list(hints.keep_float), validate=False) if hints.keep_float else None
+        kwargs: dict[str, Any] = {"subset_size": len(samples)}
+        if ignored is not None:
+            kwargs["ignored_scope"] = ignored
+        quantized = nncf.quantize(module, nncf.Dataset(samples), **kwargs)
+        details: dict[str, Any] = {"quantizer": f"nncf {nncf.__version__} (torch backend)",
+                                   "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",
+                                   "kept_float": list(hints.keep_float)}
+        if qat_steps > 0:
+            if trainer is None:
+                raise ValueError("QAT needs a trainer")
+            for parameter in quantized.parameters():
+                parameter.requires_grad_(parameter.is_floating_point())
+            details["qat"] = trainer(quantized, qat_steps)
+        quantized.eval()
+        stripped = nncf.strip(quantized, do_copy=True, strip_format=nncf.StripFormat.NATIVE, example_input=example[0])
+        stripped.eval()
+        details["native_quantizers"] = native_quantizers(stripped)
+        with torch.no_grad():
+            stripped(*example)
+        return QuantizedProgram(export_module=stripped, fakequant=stripped, details=details)
+
+
+ENGINE = NNCFEngine()

@@ -1,0 +1,99 @@
+"""int8 export: PTQ and QAT per engine, the three-way verification, and scheme x target errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import edgeir
+from edgeir.discovery import targets
+from edgeir.errors import CheckFailed, UsageError
+
+SIZE = (32, 32)
+
+
+@pytest.fixture(scope="module")
+def int8_bundles(tmp_path_factory):
+    """executorch PTQ, executorch QAT and onnx PTQ, onnx QAT bundles of AnyIR tiny, exported once."""
+    root = tmp_path_factory.mktemp("int8")
+    cache = {}
+
+    def get(target, qat_steps):
+        if (target, qat_steps) not in cache:
+            cache[target, qat_steps] = edgeir.export("anyir", target, variant="tiny", task="denoise25", quant="int8",
+                                                     qat_steps=qat_steps, input_size=SIZE,
+                                                     output=root / f"{target}-{qat_steps}")
+        return cache[target, qat_steps]
+
+    return get
+
+
+@pytest.mark.parametrize("target,engine", [("executorch", "pt2e-xnnpack"), ("onnx", "nncf")])
+@pytest.mark.parametrize("qat_steps", [0, 2])
+def test_int8_export_records_engine_and_matches_fakequant(int8_bundles, target, engine, qat_steps):
+    bundle = int8_bundles(target, qat_steps)
+    quant = bundle.manifest["quantization"]
+    assert bundle.manifest["quant"] == "int8" and quant["engine"] == engine
+    assert quant["mode"] == ("qat" if qat_steps else "ptq") and quant["qat_steps"] == qat_steps
+    assert quant["calibration"]["batches"] >= 1 and "training split" in quant["calibration"]["source"]
+    if qat_steps:
+        assert quant["programs"]["forward"]["qat"]["steps"] == qat_steps
+    assert [f.rsplit(".", 1)[0] for f in quant["fakequant_files"]] == ["fakequant/forward"]
+    check = bundle.manifest["export_check"]["programs"]["forward"]
+    assert check["artifact_vs_fakequant_psnr_db"] >= 35
+
+
+def test_onnx_int8_is_a_qdq_model(int8_bundles):
+    import onnx
+
+    bundle = int8_bundles("onnx", 0)
+    ops = {node.op_type for node in onnx.load(str(bundle.path / "model.onnx")).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+
+
+def test_verify_compares_float_fakequant_and_artifact(int8_bundles):
+    bundle = int8_bundles("executorch", 0)
+    report = edgeir.verify(bundle.path, photos=2)
+    three_way = report.data["programs"]["forward"]["fakequant"]
+    assert three_way["status"] == "passed"
+    assert {"artifact_vs_float_db", "fakequant_vs_float_db", "artifact_vs_fakequant_db"} <= set(three_way["photos"][0])
+    assert "fakequant" in json.loads((bundle.path / "verify.json").read_text())["programs"]["forward"]
+    assert report.data["programs"]["forward"]["min_psnr_db"] > 0  # the artifact-vs-float key gates read
+
+
+def test_artifact_that_disagrees_with_its_fakequant_model_is_an_error(int8_bundles, monkeypatch):
+    """An artifact computing something else (as the PT2E lowering bug in NOTES.md did) fails verify."""
+    bundle = int8_bundles("onnx", 0)
+    target = targets().get("onnx")
+    real_runtime = target.runtime
+
+    class Wrong:
+        runtime = "onnxruntime"
+
+        def __init__(self, runner):
+            self.runner = runner
+
+        def run(self, program, inputs):
+            return [np.clip(o + 0.2 * np.sin(40 * o), 0, 1) for o in self.runner.run(program, inputs)]
+
+    monkeypatch.setattr(type(target), "runtime", lambda self, b: Wrong(real_runtime(b)))
+    with pytest.raises(CheckFailed, match="fake-quant"):
+        edgeir.verify(bundle.path, photos=1)
+    data = json.loads((bundle.path / "verify.json").read_text())
+    assert data["status"] == "failed" and data["programs"]["forward"]["fakequant"]["status"] == "failed"
+
+
+@pytest.mark.parametrize("target,kwargs,message", [
+    ("executorch", {"quant": "fp16"}, "not available for target executorch"),
+    ("onnx", {"quant": "fp16"}, "works with: coreml"),
+    ("executorch", {"quant": "int8", "backend": "portable"}, "needs the xnnpack backend"),
+    ("onnx", {"quant": "fp32", "qat_steps": 3}, "qat-steps applies to trainable"),
+    ("onnx", {"quant": "int8", "qat_steps": -1}, "must be 0"),
+    ("onnx", {"quant": "int4"}, "unknown"),
+])
+def test_bad_scheme_target_combinations_are_clear_errors(tmp_path, target, kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        edgeir.export("anyir", target, variant="tiny", output=tmp_path, **kwargs)
+    assert not list(tmp_path.iterdir())
