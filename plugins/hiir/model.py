@@ -287,7 +287,7 @@ class HiIRUNet(nn.Module):
         _check(x, self.size_multiple)
         y = self.conv_first(x)
         skips = []
-        for enc, down in zip(self.encoders, self.downs):
+        for enc, down in zip(self.encoders, self.downs, strict=True):
             y = enc(y)
             skips.append(y)
             y = down(y)
