@@ -53,7 +53,7 @@ def _relative_index(size: int) -> torch.Tensor:
 
 
 class RelativeBias(nn.Module):
-    """Relative-position bias (heads, N, N) of a ``size x size`` window; frozen into a buffer for export."""
+    """Relative-position bias (1, heads, N, N) of a ``size x size`` window; frozen into a buffer for export."""
 
     def __init__(self, size: int, heads: int) -> None:
         super().__init__()
@@ -68,13 +68,13 @@ class RelativeBias(nn.Module):
         n = self.size * self.size
         self.frozen = self.forward().detach().clone()
         self.register_buffer("frozen_bias", self.frozen, persistent=False)
-        assert self.frozen.shape == (self.heads, n, n)
+        assert self.frozen.shape == (1, self.heads, n, n)
 
     def forward(self) -> torch.Tensor:
         if self.frozen is not None:
             return self.frozen_bias
         n = self.size * self.size
-        return self.table[self.index].reshape(n, n, self.heads).permute(2, 0, 1).contiguous()
+        return self.table[self.index].reshape(1, n, n, self.heads).permute(0, 3, 1, 2).contiguous()
 
 
 def window_partition(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -127,7 +127,7 @@ class HierarchicalAttention(nn.Module):
         qh = q(t).reshape(nw, n, h, -1).permute(0, 2, 1, 3).reshape(nw * h, n, -1)
         kh = k(t).reshape(nw, n, h, -1).permute(0, 2, 3, 1).reshape(nw * h, -1, n)
         vh = v(t).reshape(nw, n, h, -1).permute(0, 2, 1, 3).reshape(nw * h, n, -1)
-        attn = torch.bmm(qh * self.scale, kh).reshape(nw, h, n, n) + bias().unsqueeze(0)
+        attn = torch.bmm(qh * self.scale, kh).reshape(nw, h, n, n) + bias()
         attn = attn.softmax(dim=-1).reshape(nw * h, n, n)
         out = torch.bmm(attn, vh).reshape(nw, h, n, -1).permute(0, 2, 1, 3)
         return out.reshape(nw, n, c)
