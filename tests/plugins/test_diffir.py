@@ -4,10 +4,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-import edgeir
-from edgeir.discovery import methods
-from edgeir.errors import CheckpointError
 from edgeir.plugins.diffir.checkpoint import SCHEDULE_BUFFERS
 from edgeir.plugins.diffir.model import (
     DiffIR,
@@ -16,6 +12,10 @@ from edgeir.plugins.diffir.model import (
     nearest_upsample,
     unique_parameter_count,
 )
+
+import edgeir
+from edgeir.discovery import methods
+from edgeir.errors import CheckpointError
 
 # Appendix A of the implementation survey: the official DiffIRS2 instantiated with random weights.
 OFFICIAL = {  # task: (unique params, state-dict entries incl. duplicated sub-trees and 12 schedule buffers)
@@ -182,3 +182,60 @@ def test_recipe_has_the_three_programs_with_global_ipr_tiling():
     assert [s.source for s in restore.inputs] == ["", "program:prior"]
     assert recipe.program("prior").outputs[0].shape == (1, 256)
     assert [s.source for s in recipe.program("forward").inputs] == ["", "zeros"]
+
+
+def test_global_state_runs_the_prior_once_on_the_downscaled_photo():
+    from edgeir.globalstate import resize_area, tile_program_for, tile_runner
+
+    image = {"name": "image", "kind": "image", "shape": [1, 3, 16, 16]}
+    noise = {"name": "noise", "kind": "vector", "shape": [1, 4], "source": "zeros"}
+    prior = {"name": "prior", "inputs": [image, noise],
+             "outputs": [{"name": "ipr", "kind": "vector", "shape": [1, 4]}]}
+    restore = {"name": "restore", "inputs": [image, {"name": "ipr", "kind": "vector", "shape": [1, 4],
+                                                     "source": "program:prior"}],
+               "outputs": [{"name": "restored", "kind": "image", "shape": [1, 3, 16, 16]}]}
+    programs = [prior, restore]
+    assert tile_program_for(programs, "program:prior") is restore
+    calls = []
+
+    def run(name, inputs):
+        calls.append((name, [x.shape for x in inputs]))
+        if name == "prior":
+            assert not inputs[1].any()  # x_T: zeros
+            return np.full((1, 4), float(inputs[0].mean()), dtype=np.float32)
+        return inputs[0] + inputs[1][0, 0]
+
+    photo = np.random.default_rng(0).random((40, 56, 3)).astype(np.float32)
+    run_tile = tile_runner(run, restore, programs, photo)
+    tile = np.zeros((1, 3, 16, 16), dtype=np.float32)
+    first, second = run_tile(tile), run_tile(tile)
+    assert [c[0] for c in calls] == ["prior", "restore", "restore"]
+    assert calls[0][1][0] == (1, 3, 16, 16)
+    np.testing.assert_allclose(first, second)
+    np.testing.assert_allclose(first.mean(), resize_area(photo, 16, 16).mean(), rtol=1e-5)
+    np.testing.assert_allclose(resize_area(photo, 16, 16).mean(), photo.mean(), rtol=1e-2)
+
+
+def test_artifact_restores_a_large_photo_with_one_global_ipr(exported, tmp_path):
+    from edgeir.globalstate import tile_runner
+    from edgeir.imageio import load_image, write_image
+    from edgeir.reference import ReferenceRunner
+    from edgeir.runimage import default_program, run, tile_policy
+    from edgeir.tiling import restore_tiled
+    from edgeir.verification import reference_program
+
+    bundle = exported("diffir", "executorch")
+    assert default_program(bundle)["name"] == "restore"
+    photo = np.random.default_rng(1).random((72, 100, 3)).astype(np.float32)
+    source = write_image(tmp_path / "in.png", photo, bits=8)
+    out = run(bundle.path, source, tmp_path / "out.png")
+    got = load_image(out).rgb.astype(np.float32) / 255.0
+    # The eager reference, tiled the same way with its own global IPR.
+    references = {name: ReferenceRunner(reference_program(bundle.manifest, name)) for name in ("prior", "restore")}
+    policy = tile_policy(bundle, default_program(bundle))
+    pixels = load_image(source).rgb
+    run_tile = tile_runner(lambda name, inputs: references[name].run(inputs)[0], default_program(bundle),
+                           bundle.programs, pixels)
+    expected = np.clip(restore_tiled(pixels, run_tile, policy.tile_for(72, 100), policy.overlap, policy.multiple), 0, 1)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() <= 1.5 / 255
