@@ -2,6 +2,7 @@
 
     python bench/diffir.py macs                       # paper deblur at 256x256, next to Restormer's shape
     python bench/diffir.py latency --variant mobile --size 256 --targets onnx,executorch --runs 10
+    python bench/diffir.py latency --targets eager --bundles artifacts/diffir-tiny-deblur-onnx-fp32
     python bench/diffir.py tiled --variant mobile     # PSNR on the built-in photos (eager model)
 
 ``macs`` counts with :func:`edgeir.macs.count_macs` (torch's flop counter / 2). Restormer's count
@@ -68,11 +69,18 @@ def _time(run, repeats: int) -> list[float]:
 
 def latency(args: argparse.Namespace) -> None:
     import edgeir
+    from edgeir.bundle import Bundle
     from edgeir.discovery import targets
 
     out = args.output or tempfile.mkdtemp(prefix="diffir-bench-")
     runs = {}
-    for target in args.targets.split(","):
+    for path in args.bundles.split(",") if args.bundles else []:
+        bundle = Bundle.open(path)
+        runs[bundle.path.name] = (targets().get(bundle.target).runtime(bundle), bundle)
+    for target in args.targets.split(",") if args.targets else []:
+        if target == "eager":
+            runs["eager"] = (_EagerRunner(args.variant, args.task, args.size), _EagerRunner.bundle)
+            continue
         bundle = edgeir.export("diffir", target, variant=args.variant, task=args.task, output=out,
                                input_size=(args.size, args.size))
         runner = targets().get(target).runtime(bundle)
@@ -91,13 +99,42 @@ def latency(args: argparse.Namespace) -> None:
                           for spec in program["inputs"]]
                 samples[target, program["name"]] += _time(
                     lambda r=runner, n=program["name"], i=inputs: r.run(n, i), 1)
-    print(f"diffir {args.variant} {args.task} at {args.size}x{args.size}, {args.runs} runs (p50 / min, ms):")
+    print(f"{args.runs} interleaved runs (p50 / min, ms); exports: diffir {args.variant} {args.task} "
+          f"at {args.size}x{args.size}")
     for target in runs:
         forward = statistics.median(samples[target, "forward"])
         for program in ("prior", "restore", "forward"):
             values = samples[target, program]
             p50 = statistics.median(values)
-            print(f"  {target:<11} {program:<8} {p50:9.1f} / {min(values):9.1f}   {p50 / forward:6.3f} x forward")
+            print(f"  {target:<40} {program:<8} {p50:9.1f} / {min(values):9.1f}   {p50 / forward:6.3f} x forward")
+
+
+class _EagerRunner:
+    """The eager model (torch, this host's threads) behind the runner interface, with a manifest-like
+    program list."""
+
+    runtime = "eager"
+    bundle = None
+
+    def __init__(self, variant: str, task: str, size: int) -> None:
+        import torch
+
+        import edgeir
+        from edgeir.discovery import methods
+        from edgeir.recipe import RecipeOptions
+
+        torch.manual_seed(0)
+        model = edgeir.build_model("diffir", variant=variant, task=task).eval()
+        recipe = methods().get("diffir").recipe(model, RecipeOptions(variant=variant, task=task,
+                                                                     input_size=(size, size)))
+        self.modules = {p.name: p.module for p in recipe.programs}
+        _EagerRunner.bundle = type("Programs", (), {"programs": [p.to_json() for p in recipe.programs]})()
+
+    def run(self, program: str, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        import torch
+
+        with torch.no_grad():
+            return [self.modules[program](*[torch.from_numpy(x) for x in inputs]).numpy()]
 
 
 def tiled(args: argparse.Namespace) -> None:
@@ -146,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", default="mobile")
     p.add_argument("--task", default="deblur")
     p.add_argument("--size", type=int, default=256)
-    p.add_argument("--targets", default="onnx,executorch")
+    p.add_argument("--targets", default="onnx,executorch", help="targets to export to, and/or 'eager'")
+    p.add_argument("--bundles", default=None, help="comma-separated DiffIR bundles to time as they are")
     p.add_argument("--runs", type=int, default=10)
     p.add_argument("--output", default=None)
     p.set_defaults(fn=latency)
