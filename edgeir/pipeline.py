@@ -23,7 +23,8 @@ from edgeir import __version__
 from edgeir.bundle import MANIFEST, SCHEMA_VERSION, Bundle, atomic_directory, bundle_name, hash_files, write_json
 from edgeir.discovery import methods, quant_schemes, targets
 from edgeir.errors import EdgeirError, StageError, UsageError
-from edgeir.metrics import max_abs_error, psnr
+from edgeir.feeds import output_psnr
+from edgeir.metrics import max_abs_error
 from edgeir.progress import progress_bar
 from edgeir.quantization import QuantScheme
 from edgeir.recipe import ExportRecipe, Program, RecipeOptions, TLCOptions
@@ -133,7 +134,8 @@ def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme, quantized=
         except Exception as exc:
             raise StageError("run", f"program '{program.name}': {type(exc).__name__}: {exc}") from exc
         expected = ReferenceRunner(program.module, torch.device("cpu")).run(example)
-        worst = min(psnr(g, e) for g, e in zip(got, expected, strict=True))
+        kinds = [spec.kind for spec in program.outputs] + ["image"] * max(0, len(got) - len(program.outputs))
+        worst = min(output_psnr(g, e, {"kind": kind}) for g, e, kind in zip(got, expected, kinds, strict=False))
         error = max(max_abs_error(g, e) for g, e in zip(got, expected, strict=True))
         results[program.name] = {"psnr_db": round(worst, 2), "max_abs_err": error}
         if quantized is not None and program.name in quantized.programs:

@@ -29,6 +29,12 @@ class TensorSpec:
         color_order: Channel order of images ("RGB", "Y"), "" for non-images.
         scale: Output size over input size along H and W (super-resolution).
         pad_to: H and W must be multiples of this; pad with reflection and crop after.
+        source: For an input that is not the photo, where its value comes from: ``""`` the app
+            provides it; ``"zeros"`` feed zeros unless there is a reason not to (DiffIR's starting
+            vector x_T); ``"program:<name>"`` feed the output of program ``<name>`` run once on the
+            whole photo, down-scaled to that program's input size (DiffIR's IPR from ``prior``,
+            see :attr:`TileSpec.global_state`). ``edgeir verify`` and ``edgeir run`` fill such
+            inputs this way.
     """
 
     name: str
@@ -40,6 +46,7 @@ class TensorSpec:
     color_order: str = "RGB"
     scale: int = 1
     pad_to: int = 1
+    source: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The manifest form."""
@@ -119,8 +126,10 @@ class TileSpec:
             methods that need it: ``"program:<name>"`` would mean running program ``<name>`` once
             on the photo down-scaled to the tile size (DiffIR's IPR prior) and feeding its output
             to every tile as a second input; ``"tlc"`` would mean the exported program already
-            uses local windows (TLC) and tiles need nothing else. No method uses either yet; only
-            ``"none"`` is implemented, and ``edgeir run`` refuses a bundle that asks for another.
+            uses local windows (TLC) and tiles need nothing else. Of these, only
+            ``"none"`` and ``"program:<name>"`` are implemented (DiffIR uses the latter: the tile
+            program is the one with an input whose ``TensorSpec.source`` is the same string);
+            ``edgeir run`` refuses a bundle that asks for another.
     """
 
     size: tuple[int, int]

@@ -17,6 +17,8 @@ import numpy as np
 from edgeir.bundle import Bundle
 from edgeir.discovery import targets
 from edgeir.errors import UsageError
+from edgeir.feeds import photo_inputs, runs_on_photos
+from edgeir.globalstate import tile_program_for, tile_runner
 from edgeir.imageio import IMAGE_EXTENSIONS, Picture, load_image, write_image
 from edgeir.progress import progress_bar
 from edgeir.tiling import dynamic_tile, restore_tiled
@@ -60,16 +62,17 @@ def tile_policy(bundle: Bundle, program: dict[str, Any]) -> TilePolicy:
         UsageError: if the program does not take one image and return one image.
     """
     inputs, outputs = program["inputs"], program["outputs"]
-    if not (len(inputs) == 1 and len(outputs) == 1 and inputs[0]["kind"] == "image"
-            and outputs[0]["kind"] == "image"):
+    if not (runs_on_photos(program, bundle.programs) and outputs[0]["kind"] == "image"):
         raise UsageError(f"program '{program['name']}' of {bundle.path.name} does not map one image to one image; "
                          "it cannot restore a photo on its own")
     tile = bundle.manifest["recipe"].get("tile", {})
-    if tile.get("global_state", "none") != "none":
-        raise UsageError(f"{bundle.path.name} needs global state for its tiles ({tile['global_state']}), "
-                         "which this edgeir cannot provide yet")
-    _, channels, height, width = inputs[0]["shape"]
-    multiple = max(int(tile.get("multiple", 1)), int(inputs[0].get("pad_to", 1)))
+    global_state = tile.get("global_state", "none")
+    if global_state != "none" and tile_program_for(bundle.programs, global_state) is None:
+        raise UsageError(f"{bundle.path.name} needs global state for its tiles ({global_state}), "
+                         "which this edgeir cannot provide")
+    photo = inputs[photo_inputs(program)[0]]
+    _, channels, height, width = photo["shape"]
+    multiple = max(int(tile.get("multiple", 1)), int(photo.get("pad_to", 1)))
     overlap = int(tile.get("overlap", 0))
     scale = int(outputs[0].get("scale", 1))
     dynamic = program.get("dynamic_hw")
@@ -89,24 +92,35 @@ def restore_picture(picture: Picture, run_tile: Callable[[np.ndarray], np.ndarra
                              policy.scale, progress=bar)
 
 
+def default_program(bundle: Bundle) -> dict[str, Any]:
+    """The program ``run`` uses when none is named: with ``global_state = "program:<name>"``, the one
+    fed from it (DiffIR: ``restore``, given one IPR from the whole photo); otherwise the first."""
+    global_state = bundle.manifest["recipe"].get("tile", {}).get("global_state", "none")
+    return tile_program_for(bundle.programs, global_state) or bundle.program()
+
+
 def _open(bundle: str | Path | Bundle, program: str | None):
+    """The tile policy and ``make_run_tile(pixels) -> run_tile`` (state shared by tiles is computed per photo)."""
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
-    spec = bundle.program(program)
+    spec = bundle.program(program) if program else default_program(bundle)
     policy = tile_policy(bundle, spec)
     target = targets().get(bundle.target)
     runner = target.runtime(bundle)
     if runner is None:
         raise UsageError(f"cannot run a {bundle.target} artifact here: {target.runtime_unavailable_reason()}")
 
-    def run_tile(batch: np.ndarray) -> np.ndarray:
-        return runner.run(spec["name"], [batch])[0]
+    def run(name: str, inputs: list[np.ndarray]) -> np.ndarray:
+        return runner.run(name, inputs)[0]
 
-    return policy, run_tile
+    def make_run_tile(pixels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        return tile_runner(run, spec, bundle.programs, pixels)
+
+    return policy, make_run_tile
 
 
-def _restore_file(path: Path, output: Path, run_tile, policy: TilePolicy) -> Path:
+def _restore_file(path: Path, output: Path, make_run_tile, policy: TilePolicy) -> Path:
     picture = load_image(path)
-    result = restore_picture(picture, run_tile, policy, desc=path.name)
+    result = restore_picture(picture, make_run_tile(picture.rgb), policy, desc=path.name)
     alpha = picture.alpha
     if alpha is not None and policy.scale > 1:
         alpha = np.repeat(np.repeat(alpha, policy.scale, axis=0), policy.scale, axis=1)
@@ -121,14 +135,14 @@ def run(bundle: str | Path | Bundle, image: str | Path, output: str | Path, *, p
         bundle: Bundle directory (or an opened bundle).
         image: Input photo (PNG, JPEG, TIFF, WebP; 8 or 16 bit; grey, RGB or RGBA).
         output: Output file; its extension picks the format.
-        program: Program to run (the bundle's first by default).
+        program: Program to run (by default the bundle's first, or the tile program its global state feeds).
 
     Raises:
         UsageError: if the program does not restore single images or cannot run on this host.
         ImageError: naming the file, if the image cannot be read or the output cannot be written.
     """
-    policy, run_tile = _open(bundle, program)
-    return _restore_file(Path(image), Path(output), run_tile, policy)
+    policy, make_run_tile = _open(bundle, program)
+    return _restore_file(Path(image), Path(output), make_run_tile, policy)
 
 
 def image_files(folder: str | Path) -> list[Path]:
@@ -166,12 +180,12 @@ def restore(bundle: str | Path | Bundle, source: str | Path, output: str | Path,
         pairs = [(path, output / path.name) for path in files]
     else:
         pairs = [(source, output / source.name if output.is_dir() else output)]
-    policy, run_tile = _open(bundle, program)
+    policy, make_run_tile = _open(bundle, program)
     if len(pairs) == 1:
-        return [_restore_file(*pairs[0], run_tile, policy)]
+        return [_restore_file(*pairs[0], make_run_tile, policy)]
     written = []
     with progress_bar(total=len(pairs), desc="photos", unit="photo") as bar:
         for path, target in pairs:
-            written.append(_restore_file(path, target, run_tile, policy))
+            written.append(_restore_file(path, target, make_run_tile, policy))
             bar.update(1)
     return written

@@ -13,6 +13,7 @@ import numpy as np
 from edgeir.bundle import VERIFY, Bundle, write_json
 from edgeir.discovery import methods, quant_schemes, targets
 from edgeir.errors import CheckFailed, UsageError
+from edgeir.feeds import fill_inputs, output_psnr, photo_inputs, runs_on_photos
 from edgeir.metrics import max_abs_error, psnr
 from edgeir.photos import builtin_photos, degrade, fit_to
 from edgeir.quantize import load_fakequant
@@ -86,7 +87,7 @@ def verify(
     data.update(threshold_db=threshold, artifact_runtime=runner.runtime, programs={})
     for program_manifest in bundle.programs:
         program = recipe.program(program_manifest["name"])
-        if not _single_image_program(program_manifest):
+        if not runs_on_photos(program_manifest, bundle.programs):
             data["programs"][program.name] = {"status": "not-run",
                                               "reason": "not a single-image program; checked by its method's tests"}
             continue
@@ -95,7 +96,8 @@ def verify(
         evaluate = manifest["weights"].get("source") != "random-init"
         fakequant = load_fakequant(bundle, program.name)
         data["programs"][program.name] = _compare_on_photos(program_manifest, reference, runner, manifest["task"],
-                                                            photos, seed, threshold, evaluate)
+                                                            photos, seed, threshold, evaluate,
+                                                            _reference_feeder(recipe, bundle.programs, reference))
         if fakequant is not None:
             data["programs"][program.name]["fakequant"] = _three_way(
                 program_manifest, reference, ReferenceRunner(fakequant), runner, manifest["task"], photos, seed,
@@ -155,26 +157,41 @@ def _rebuild_reference(manifest: dict[str, Any], weights: str | Path | None):
     return model
 
 
-def _single_image_program(program: dict[str, Any]) -> bool:
-    return (len(program["inputs"]) == 1 and len(program["outputs"]) == 1
-            and program["inputs"][0]["kind"] == "image" and program["outputs"][0]["kind"] == "image")
+def _reference_feeder(recipe, programs: list[dict[str, Any]], reference: ReferenceRunner):
+    """``feeds(program, batch)``: a program's inputs for one photo batch, its other inputs filled by the
+    eager reference (``zeros``, or another program's reference output on the same batch), so the artifact
+    and the reference get identical inputs."""
+    by_name = {p["name"]: p for p in programs}
+
+    def feeds(program: dict[str, Any], batch: np.ndarray) -> list[np.ndarray]:
+        def from_program(name: str) -> np.ndarray:
+            helper = ReferenceRunner(recipe.program(name).module, reference.device)
+            return helper.run(feeds(by_name[name], batch))[0]
+
+        return fill_inputs(program, batch, from_program)
+
+    return feeds
 
 
 def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runner, task: str, count: int,
-                       seed: int, threshold: float, evaluate: bool) -> dict[str, Any]:
+                       seed: int, threshold: float, evaluate: bool, feeds=None) -> dict[str, Any]:
     """Artifact vs reference per photo; with real weights (``evaluate``) also both against the clean photo.
 
     Restoration figures of a random initialisation are meaningless, so they are not reported then.
+    ``feeds(program, batch)`` fills inputs other than the photo (see :mod:`edgeir.feeds`).
     """
-    _, channels, height, width = program["inputs"][0]["shape"]
+    photo_index = photo_inputs(program)[0]
+    _, channels, height, width = program["inputs"][photo_index]["shape"]
     rows = []
     for index, (name, photo) in enumerate(builtin_photos(count)):
         clean = fit_to(photo, height, width)
         degraded, how = degrade(clean, task, seed + index)
         batch = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None, :channels], dtype=np.float32)
-        expected = reference.run([batch])[0]
-        got = runner.run(program["name"], [batch])[0]
-        row = {"photo": name, "degradation": how, "psnr_db": round(psnr(got, expected), 2),
+        inputs = feeds(program, batch) if feeds is not None else [batch]
+        expected = reference.run(inputs)[0]
+        got = runner.run(program["name"], inputs)[0]
+        row = {"photo": name, "degradation": how,
+               "psnr_db": round(output_psnr(got, expected, program["outputs"][0]), 2),
                "max_abs_err": max_abs_error(got, expected)}
         if evaluate and expected.shape[1:] == (channels, height, width):
             # Restoration quality against the clean photo, of the artifact and of the reference.
@@ -186,7 +203,7 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
     evaluated = [row for row in rows if "eval_psnr_db" in row]
     return {
         "status": "passed" if worst >= threshold else "failed",
-        "input_shape": program["inputs"][0]["shape"],
+        "input_shape": program["inputs"][photo_index]["shape"],
         "min_psnr_db": worst,
         "mean_psnr_db": round(float(np.mean([row["psnr_db"] for row in rows])), 2),
         "max_abs_err": max(row["max_abs_err"] for row in rows),

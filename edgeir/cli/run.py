@@ -21,7 +21,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("image", help="input photo, or a folder: every image directly inside it (not recursive)")
     parser.add_argument("-o", "--output", required=True,
                         help="output file (its extension picks the format), or folder for a folder of photos")
-    parser.add_argument("--program", default=None, help="program to run (default: the bundle's first)")
+    parser.add_argument("--program", default=None,
+                        help="program to run (default: the bundle's first, or the tile program its global state "
+                             "feeds, e.g. DiffIR's restore)")
     parser.set_defaults(handler=handle)
 
 

@@ -1,0 +1,121 @@
+"""DiffIR: efficient diffusion model for image restoration (a 4-step diffusion on a 256-d prior).
+
+Xia et al., "DiffIR: Efficient Diffusion Model for Image Restoration", ICCV 2023 (arXiv 2303.09472).
+CPEN_S2 turns the LQ image into a condition vector; a small denoising MLP runs T = 4 reverse
+diffusion steps on the compact IR prior representation (IPR, 256 floats); DIRformer, a
+Restormer-shaped U-net whose blocks are modulated by the IPR (DMTA + DGFN), restores the image.
+
+Programs: ``forward`` (LQ, x_T -> HQ), ``prior`` (LQ, x_T -> IPR) and ``restore`` (LQ tile, IPR ->
+HQ tile). A large photo gets one IPR from the down-scaled whole photo and every tile is restored
+with it (``TileSpec.global_state = "program:prior"``).
+
+Variants (per task; the ``paper`` counts equal the official unique parameter counts):
+    paper: the official configs. deblur: dim 48, blocks [3,5,6,6], 4 refinement, FFN 2 (26.912M);
+        sr4/sr2/sr1 (RealSR): dim 64, blocks [13,1,1,1], 13 refinement, FFN 2.2, BiasFree LN
+        (24.971M / 24.982M / 25.023M); inpaint: dim 52, blocks [1,1,1,9], no refinement, FFN 1.8 (26.402M).
+    mobile: dim 24 with fewer blocks and 2 CPEN residual blocks; for phones at 256x256.
+    tiny: dim 8, one block per level, 1 CPEN residual block; for tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from edgeir.method import IOContract, MethodSpec, Variant
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from edgeir.recipe import ExportRecipe, RecipeOptions
+
+TASKS = ("deblur", "sr4", "sr2", "sr1", "inpaint")
+DEFAULT_SIZE = {"paper": 256, "mobile": 256, "tiny": 64}
+IPR_DIM = 256
+#: Range documented for the starting vector x_T (standard normal; the artifacts take any value).
+NOISE_RANGE = (-4.0, 4.0)
+#: Range documented for the IPR (unbounded in principle; CPEN and the MLP end in LeakyReLU).
+IPR_RANGE = (-4.0, 4.0)
+GLOBAL_OPS = ("DMTA transposed channel attention (every DIRformer block)",
+              "CPEN global average pooling (the IPR summarises the whole input)")
+
+
+def _scale(task: str) -> int:
+    return int(task[2:]) if task.startswith("sr") else 1
+
+
+def _io(variant: str, task: str) -> IOContract:
+    return IOContract(
+        in_channels=4 if task == "inpaint" else 3,
+        out_channels=3,
+        scale=_scale(task),
+        size_multiple=32 if task == "sr1" else 16 if task == "sr2" else 8,
+        global_ops=GLOBAL_OPS,
+    )
+
+
+def _build(variant: str, task: str) -> nn.Module:
+    from edgeir.plugins.diffir.model import DiffIR, config_for
+
+    return DiffIR(config_for(variant, task))
+
+
+def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+    from edgeir.plugins.diffir.model import PriorProgram, RestoreProgram
+
+    from edgeir.errors import UsageError
+    from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, TensorSpec, TileSpec
+
+    io = _io(options.variant, options.task)
+    multiple = io.size_multiple
+    size = DEFAULT_SIZE[options.variant]
+    height, width = options.input_size or (max(size, 2 * multiple),) * 2
+    if height % multiple or width % multiple:
+        raise UsageError(f"DiffIR {options.task} needs H and W multiples of {multiple}; got {height}x{width}")
+    image = TensorSpec("image", (1, io.in_channels, height, width), pad_to=multiple,
+                       color_order="RGB" if io.in_channels == 3 else "RGB+mask")
+    noise = TensorSpec("noise", (1, IPR_DIM), layout="NC", kind="vector", value_range=NOISE_RANGE, color_order="",
+                       source="zeros")
+    ipr_out = TensorSpec("ipr", (1, IPR_DIM), layout="NC", kind="vector", value_range=IPR_RANGE, color_order="")
+    ipr_in = TensorSpec("ipr", (1, IPR_DIM), layout="NC", kind="vector", value_range=IPR_RANGE, color_order="",
+                        source="program:prior")
+    restored = TensorSpec("restored", (1, 3, height * io.scale, width * io.scale), scale=io.scale)
+    dynamic = DynamicSize(min=multiple, max=4096, multiple=multiple)
+    programs = (
+        Program("forward", model, (image, noise), (restored,), dynamic),
+        Program("prior", PriorProgram(model), (image, noise), (ipr_out,), dynamic),
+        Program("restore", RestoreProgram(model), (image, ipr_in), (restored,), dynamic),
+    )
+    return ExportRecipe(
+        programs=programs,
+        tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=multiple,
+                      global_state="program:prior"),
+        quant=QuantHints(keep_float=("condition", "denoise"), calibration_size=32),
+    )
+
+
+def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
+    from edgeir.plugins.diffir.checkpoint import official_state_dict
+
+    return official_state_dict(raw)
+
+
+SPEC = MethodSpec(
+    name="diffir",
+    summary="DiffIR: 4-step diffusion on a 256-d prior (CPEN + MLP) guiding an IPR-modulated Restormer U-net "
+            "(DIRformer); exported whole and as prior + restore",
+    paper="Xia et al., DiffIR: Efficient Diffusion Model for Image Restoration, ICCV 2023 (arXiv 2303.09472)",
+    tasks=TASKS,
+    variants=(
+        Variant("paper", "official configs; deblur: dim 48, blocks [3,5,6,6], 4 refinement, FFN 2, CPEN 5 res "
+                         "(26.912M unique params; sr4 24.971M, inpaint 26.402M)", declared_params=26_911_934),
+        Variant("mobile", "dim 24, blocks [1,2,2,3] (deblur), 2 CPEN res blocks; for phones at 256x256"),
+        Variant("tiny", "dim 8, one block per level, 1 CPEN res block; for tests"),
+    ),
+    default_task="deblur",
+    build=_build,
+    recipe=_recipe,
+    io=_io,
+    convert_checkpoint=_convert_checkpoint,
+)
