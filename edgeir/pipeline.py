@@ -143,6 +143,7 @@ def export(
     backend: str | None = None,
     input_size: tuple[int, int] | None = None,
     seed: int = 0,
+    exits: str | None = None,
 ) -> Bundle:
     """Export ``method`` to ``target`` and return the bundle written under ``output``.
 
@@ -157,6 +158,7 @@ def export(
         backend: Target backend (target default when None).
         input_size: (H, W) of the exported programs (method default when None).
         seed: Seed of the random initialisation when no weights are given.
+        exits: Early exits to export ("all" or "1,3,6") for methods with exit programs (``exit_<k>``).
 
     Raises:
         UsageError: for unknown names or bad options.
@@ -175,7 +177,11 @@ def export(
         with stage("build", bar, timings):
             model, weights_info = build_model_with_weights(method, variant, task, weights, seed)
         with stage("recipe", bar, timings):
-            recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size))
+            recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size,
+                                                      exits=exits))
+            if exits is not None and not any(p.name.startswith("exit_") for p in recipe.programs):
+                raise UsageError(f"method '{method}' has no early exits (its programs: "
+                                 f"{', '.join(p.name for p in recipe.programs)}); drop --exits")
         with stage("rewrite", bar, timings):
             lowered, rewrite_records = apply_rewrites(recipe, options.backend)
         with atomic_directory(final) as tmp:
@@ -183,6 +189,10 @@ def export(
                 result = target_obj.export(lowered, options, tmp)
             manifest = _manifest(spec, variant, task, target_obj, options, recipe, weights_info,
                                  rewrite_records, result.details, hash_files(tmp, result.files))
+            if exits is not None:
+                manifest["recipe_options"] = {"exits": exits}
+                manifest["exits"] = [{"program": p.name, **p.metadata} for p in recipe.programs
+                                     if p.name.startswith("exit_")]
             write_json(tmp / MANIFEST, manifest)
             bundle = Bundle(tmp, manifest)
             with stage("load", bar, timings):

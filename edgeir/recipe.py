@@ -6,7 +6,7 @@ verbatim so an app knows how to feed the artifact.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +73,8 @@ class Program:
         outputs: Its outputs, in return order.
         dynamic_hw: H/W range of the image inputs for targets with dynamic shapes; None for a
             program that needs its exact shape (static attention masks, windows).
+        metadata: Method facts about the program for the manifest (e.g. an early exit's number,
+            parameters and MACs); JSON-serialisable.
     """
 
     name: str
@@ -80,6 +82,7 @@ class Program:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     dynamic_hw: DynamicSize | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Deterministic inputs of the exported shapes, uniform in each input's value range."""
@@ -99,6 +102,7 @@ class Program:
             "inputs": [spec.to_json() for spec in self.inputs],
             "outputs": [spec.to_json() for spec in self.outputs],
             "dynamic_hw": asdict(self.dynamic_hw) if self.dynamic_hw else None,
+            **({"metadata": dict(self.metadata)} if self.metadata else {}),
         }
 
 
@@ -174,11 +178,14 @@ class RecipeOptions:
         variant: Model variant.
         task: Restoration task.
         input_size: (H, W) of the exported programs; None for the method's default.
+        exits: Early exits to export for methods that have them: "all" or a comma list ("1,3,6");
+            None for the method's default programs. Methods without exits reject it.
     """
 
     variant: str
     task: str
     input_size: tuple[int, int] | None = None
+    exits: str | None = None
 
 
 @dataclass(frozen=True)

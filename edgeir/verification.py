@@ -110,7 +110,8 @@ def verify(
 
 def _recipe_options(manifest: dict[str, Any]) -> RecipeOptions:
     shape = manifest["recipe"]["programs"][0]["inputs"][0]["shape"]
-    return RecipeOptions(variant=manifest["variant"], task=manifest["task"], input_size=(shape[-2], shape[-1]))
+    return RecipeOptions(variant=manifest["variant"], task=manifest["task"], input_size=(shape[-2], shape[-1]),
+                         exits=manifest.get("recipe_options", {}).get("exits"))
 
 
 def _rebuild_reference(manifest: dict[str, Any], weights: str | Path | None):

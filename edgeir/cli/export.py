@@ -38,6 +38,9 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--size", type=_size, default=None, metavar="HxW",
                         help="input size of the exported program (default: the method's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation without --weights")
+    parser.add_argument("--exits", default=None, metavar="all|1,3,6",
+                        help="early exits to export, for methods that have them (flexir): 'all' or a comma list; "
+                             "adds one program per exit plus the staged programs adaptive inference runs")
     parser.set_defaults(handler=handle)
 
 
@@ -46,7 +49,7 @@ def handle(args: argparse.Namespace) -> int:
 
     bundle = export(args.method, args.target, variant=args.variant, task=args.task, weights=args.weights,
                     output=args.output, quant=args.quant, backend=args.backend, input_size=args.size,
-                    seed=args.seed)
+                    seed=args.seed, exits=args.exits)
     manifest = bundle.manifest
     if not args.quiet:
         print(f"wrote {bundle.path}")
