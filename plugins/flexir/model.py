@@ -80,6 +80,8 @@ class ChannelLayerNorm(nn.Module):
     """LayerNorm over the last (channel) axis with mean and variance as linear layers.
 
     Numerically LayerNorm (eps 1e-5 as ``nn.LayerNorm``); ``weight``/``bias`` keep SwinIR's names.
+    ``eps`` is the variance linear's bias: coremltools 9.0's ``fuse_linear_bias`` pass crashes on a
+    one-output linear followed by a scalar add (IndexError on a 0-d bias).
     """
 
     def __init__(self, dim: int, eps: float = 1e-5) -> None:
@@ -88,11 +90,12 @@ class ChannelLayerNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
         self.eps = eps
         self.register_buffer("average", torch.full((1, dim), 1.0 / dim), persistent=False)
+        self.register_buffer("eps_bias", torch.full((1,), eps), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         centred = x - F.linear(x, self.average)
-        variance = F.linear(centred * centred, self.average)
-        return centred * torch.rsqrt(variance + self.eps) * self.weight + self.bias
+        variance = F.linear(centred * centred, self.average, self.eps_bias)
+        return centred * torch.rsqrt(variance) * self.weight + self.bias
 
 
 def relative_position_index(window: int) -> torch.Tensor:

@@ -112,11 +112,13 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
         shallow = TensorSpec("shallow", feature.shape, kind="feature", value_range=FEATURE_RANGE, color_order="")
         programs = [Program(f"exit_{k}", ExitProgram(model, k), (image,), (restored,), metadata=cost(k))
                     for k in exits]
-        programs.append(Program("stem", StemProgram(model), (image,), (shallow,), metadata={"stage": "stem"}))
+        parts = model._part_macs((height, width))
+        programs.append(Program("stem", StemProgram(model), (image,), (shallow,),
+                                metadata={"stage": "stem", "macs": parts["stem"] + parts["patch_norm"]}))
         programs += [Program(f"block_{k}", BlockProgram(model, k), (shallow if k == 1 else feature,), (feature,),
-                             metadata={"stage": "block", "group": k}) for k in range(1, max(exits) + 1)]
+                             metadata={"stage": "block", "group": k, "macs": parts["group"]}) for k in range(1, max(exits) + 1)]
         programs += [Program(f"head_{k}", HeadProgram(model, k), (feature, shallow, image), (restored,),
-                             metadata={"stage": "head", "exit": k}) for k in exits]
+                             metadata={"stage": "head", "exit": k, "macs": parts["head"]}) for k in exits]
     freeze = Rewrite("freeze_attention",
                      f"relative-position bias (+ shifted-window mask) folded into constants for {height}x{width}: "
                      "no run-time gather (NOTES.md: a gathered bias breaks int8 XNNPACK artifacts)",
