@@ -61,7 +61,17 @@ def degrade(image: np.ndarray, task: str, seed: int = 0) -> tuple[np.ndarray, st
     if task.startswith("jpeg") and task[len("jpeg"):].isdigit():
         quality = int(task[len("jpeg"):])
         return _jpeg(image, quality), f"JPEG quality {quality}"
+    if task in _SYNTHETIC:
+        from edgeir.degradations import degrade_image
+
+        return degrade_image(image, task, rng), _SYNTHETIC[task]
     return image, "none (the clean photo; this task's synthetic degradation is not modelled)"
+
+
+# Shape-preserving three-channel degradations of edgeir.degradations (see docs/training.md).
+_SYNTHETIC = {"deblur": "Gaussian blur sigma 1-3 px + noise sigma 1/255", "derain": "synthetic rain streaks",
+              "dehaze": "synthetic haze (atmospheric scattering, random depth)",
+              "lowlight": "synthetic low light (gamma 1.5-2.5, gain 0.15-0.45, noise)"}
 
 
 def _noise(image: np.ndarray, sigma: int, rng: np.random.Generator) -> np.ndarray:

@@ -33,11 +33,13 @@ class WeightsInfo:
     """Where a model's weights came from; recorded in the manifest so verify can rebuild them.
 
     Args:
-        source: "random-init" or "checkpoint".
+        source: "random-init", "checkpoint", or "edgeir-default" (weights edgeir ships, see
+            :mod:`edgeir.default_weights`).
         state_sha256: sha256 of the loaded state dict (see ``state_dict_sha256``).
         path: Checkpoint path, for "checkpoint".
         file_sha256: sha256 of the checkpoint file, for "checkpoint".
         seed: Initialisation seed, for "random-init".
+        provenance: How shipped weights were trained and their evaluation PSNR, for "edgeir-default".
     """
 
     source: str
@@ -45,6 +47,7 @@ class WeightsInfo:
     path: str | None = None
     file_sha256: str | None = None
     seed: int | None = None
+    provenance: dict[str, Any] | None = None
 
     @property
     def is_random(self) -> bool:
@@ -66,15 +69,31 @@ def build_model_with_weights(
 ) -> tuple[nn.Module, WeightsInfo]:
     """Build a method's eager model in eval mode and load ``weights`` (or seed a random init).
 
+    Without ``weights``, the weights edgeir ships for this (method, variant, task) are loaded when
+    there are some (:mod:`edgeir.default_weights`), else a seeded random initialisation;
+    ``weights="random"`` asks for the random initialisation explicitly.
+
     Raises:
         UnknownNameError: for an unknown method, variant or task.
         CheckpointError: if the weights do not load.
     """
+    from edgeir.default_weights import SOURCE, is_random_request, shipped_weights
+
     spec = methods().get(method)
+    variant = spec.variant(variant or spec.default_variant).name
+    task = spec.check_task(task or spec.default_task)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = spec.build_model(variant, task)
-    if weights is None:
+    shipped = shipped_weights(method, variant, task) if weights is None else None
+    if is_random_request(weights):
+        log.info("random initialisation (seed %d) requested for %s", seed, method)
+        info = WeightsInfo("random-init", state_dict_sha256(model), seed=seed)
+    elif shipped is not None:
+        file_sha = spec.load_checkpoint(model, shipped.path)
+        info = WeightsInfo(SOURCE, state_dict_sha256(model), path=str(shipped.path), file_sha256=file_sha,
+                           provenance=shipped.provenance)
+    elif weights is None:
         log.warning(
             "no weights given for %s: using random initialisation (seed %d); the artifact will not "
             "restore images. Pass --weights with an official or fine-tuned checkpoint.", method, seed)

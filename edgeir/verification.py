@@ -115,7 +115,13 @@ def _recipe_options(manifest: dict[str, Any]) -> RecipeOptions:
 
 
 def _rebuild_reference(manifest: dict[str, Any], weights: str | Path | None):
+    from edgeir.default_weights import RANDOM, SOURCE
+
     recorded = manifest["weights"]
+    if weights is None and recorded["source"] == "random-init":
+        weights = RANDOM
+    if weights is None and recorded["source"] == SOURCE and Path(recorded.get("path", "")).is_file():
+        weights = recorded["path"]  # else: this install's shipped weights, checked by the hash below
     if weights is None and recorded["source"] == "checkpoint":
         weights = recorded["path"]
         if not Path(weights).is_file():

@@ -20,6 +20,8 @@ from edgeir import __version__
 COMMANDS = ("list", "env", "export", "verify", "run", "profile", "import-profile", "gate", "report")
 _MODULES = {"list": "listing", "env": "env", "export": "export", "verify": "verify", "run": "run",
             "profile": "profile", "import-profile": "import_profile", "gate": "gate", "report": "report"}
+COMMANDS += ("finetune", "eval")  # training and evaluation (issue 7)
+_MODULES.update({"finetune": "finetune", "eval": "evaluate"})
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,8 +28,10 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--variant", default=None, help="model variant (default: the method's, usually 'paper')")
     parser.add_argument("--task", default=None, help="restoration task (default: the method's)")
     parser.add_argument("--weights", default=None,
-                        help="checkpoint to load (.pth/.ckpt/.safetensors); without it the model is randomly "
-                             "initialised and the bundle says so")
+                        help="checkpoint to load (.pth/.ckpt/.safetensors), or 'random' for the seeded random "
+                             "initialisation; without it edgeir's shipped weights for this method/variant/task are "
+                             "used when it has some (see 'edgeir finetune'), else a random initialisation, and the "
+                             "bundle says which")
     parser.add_argument("-o", "--output", default="artifacts", help="directory for bundles (default: artifacts)")
     parser.add_argument("--quant", "--precision", dest="quant", default=None,
                         help="precision / quantization scheme, e.g. fp32 or fp16 (default: the target's; "
@@ -64,6 +66,10 @@ def handle(args: argparse.Namespace) -> int:
             print(f"  artifact runs in {check['runtime']}: {worst:.1f} dB vs eager on its example input")
         else:
             print(f"  artifact not run: {check['reason']}")
+        if manifest["weights"]["source"] == "edgeir-default":
+            evaluation = manifest["weights"].get("provenance", {}).get("eval", {})
+            print(f"  weights: edgeir's shipped {manifest['variant']} weights for {manifest['task']} "
+                  f"(eval PSNR {evaluation.get('psnr_db', '?')} dB vs {evaluation.get('input_psnr_db', '?')} dB input)")
         if manifest["weights"]["source"] == "random-init":
             print("  WARNING: random weights (no --weights): the artifact does not restore images")
     return 0
