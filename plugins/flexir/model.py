@@ -368,6 +368,11 @@ class FlexIR(nn.Module):
         outputs = [self.head(k, f, shallow, image) for k, f in enumerate(features, start=1)]
         return outputs, features
 
+    def forward_exits(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every exit's restoration in one pass, cheapest first (``edgeir eval`` reports each)."""
+        outputs, _ = self.forward_all(image, self.config.groups)
+        return {f"exit_{k}": out for k, out in enumerate(outputs, start=1)}
+
     def forward(self, image: torch.Tensor, pointer: int | None = None) -> torch.Tensor:
         pointer = pointer or self.default_pointer
         features, shallow = self.forward_features(image, pointer)

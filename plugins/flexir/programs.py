@@ -87,6 +87,7 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
     """Programs, I/O, tiling and the attention-freezing rewrite for ``model`` at the options' size."""
     from edgeir.plugins.flexir import default_size
     from edgeir.plugins.flexir.model import freeze_attention
+
     from edgeir.recipe import ExportRecipe, Program, QuantHints, Rewrite, TensorSpec, TileSpec
 
     config = model.config
@@ -116,7 +117,8 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
         programs.append(Program("stem", StemProgram(model), (image,), (shallow,),
                                 metadata={"stage": "stem", "macs": parts["stem"] + parts["patch_norm"]}))
         programs += [Program(f"block_{k}", BlockProgram(model, k), (shallow if k == 1 else feature,), (feature,),
-                             metadata={"stage": "block", "group": k, "macs": parts["group"]}) for k in range(1, max(exits) + 1)]
+                             metadata={"stage": "block", "group": k, "macs": parts["group"]})
+                     for k in range(1, max(exits) + 1)]
         programs += [Program(f"head_{k}", HeadProgram(model, k), (feature, shallow, image), (restored,),
                              metadata={"stage": "head", "exit": k, "macs": parts["head"]}) for k in exits]
     freeze = Rewrite("freeze_attention",

@@ -4,13 +4,13 @@ inference and the progressive self-distillation objective."""
 import numpy as np
 import pytest
 import torch
+from edgeir.plugins.flexir import adaptive
+from edgeir.plugins.flexir.model import cyclic_shift, freeze_attention
+from edgeir.plugins.flexir.objective import ProgressiveSelfDistillation, pointer_schedule
 
 import edgeir
 from edgeir.discovery import methods
 from edgeir.errors import CheckpointError
-from edgeir.plugins.flexir import adaptive
-from edgeir.plugins.flexir.model import cyclic_shift, freeze_attention
-from edgeir.plugins.flexir.objective import ProgressiveSelfDistillation, pointer_schedule
 
 TABLE3_PARAMS_M = {1: 2.16, 2: 4.02, 3: 5.88, 4: 7.74, 5: 9.60, 6: 11.46}
 TABLE3_MACS_G = {1: 35.47, 2: 65.98, 3: 96.50, 4: 127.01, 5: 157.52, 6: 188.03}
@@ -106,7 +106,8 @@ def test_official_swinir_checkpoint_loads_and_initialises_every_exit(tmp_path, w
     for k in range(model.config.groups):
         assert torch.equal(model.exits[k].conv_last.weight, official["conv_last.weight"])
         assert torch.equal(model.exits[k].norm.weight, official["norm.weight"])
-    assert torch.equal(model.layers[1].blocks[1].attn.qkv.weight, official["layers.1.residual_group.blocks.1.attn.qkv.weight"])
+    qkv = official["layers.1.residual_group.blocks.1.attn.qkv.weight"]
+    assert torch.equal(model.layers[1].blocks[1].attn.qkv.weight, qkv)
     model.eval()
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
@@ -159,7 +160,7 @@ def test_objective_trains_exits_with_a_frozen_teacher():
     clean = torch.rand(2, 3, 16, 16)
     degraded = clean + 0.1 * torch.randn_like(clean)
     losses = []
-    for step in range(8):
+    for _ in range(8):
         loss, logs = objective(degraded, clean, 8, 8)  # pointer N: every exit trains
         assert torch.isfinite(loss) and logs["pointer"] == 2.0
         optimiser.zero_grad()
@@ -190,3 +191,29 @@ def test_exits_option_lists_exit_and_staged_programs_with_costs():
         methods().get("flexir").recipe(model, RecipeOptions("tiny", "denoise25", exits="1,7"))
     default = methods().get("flexir").recipe(model, RecipeOptions("tiny", "denoise25"))
     assert [p.name for p in default.programs] == ["forward"]
+
+
+@pytest.mark.slow
+def test_executorch_staged_program_takes_the_same_exits_as_the_eager_controller(tmp_path):
+    from edgeir.discovery import targets
+    from edgeir.photos import builtin_photos, degrade, fit_to
+    from edgeir.reference import build_model_with_weights
+
+    bundle = edgeir.export("flexir", "executorch", variant="tiny", output=tmp_path, exits="all", weights="random")
+    runner = targets().get("executorch").runtime(bundle)
+    model, _ = build_model_with_weights("flexir", "tiny", "denoise25", "random", 0)
+    eager = adaptive.EagerStages(model)
+    costs = adaptive.StageCosts.from_manifest(bundle.manifest)
+    assert costs == adaptive.StageCosts.from_model(model, (32, 32))
+    taken = []
+    for index, (_, photo) in enumerate(builtin_photos()):
+        noisy, _ = degrade(fit_to(photo, 64, 64), "denoise25", index)
+        image = np.ascontiguousarray(noisy.transpose(2, 0, 1)[None], dtype=np.float32)
+        for threshold in (1.0, 1.05, 1.1, 1.15):
+            on_artifact = adaptive.adaptive_inference(runner, image, exits=(1, 2), threshold=threshold, costs=costs)
+            on_eager = adaptive.adaptive_inference(eager, image, exits=(1, 2), threshold=threshold, costs=costs)
+            assert on_artifact.exits == on_eager.exits
+            assert on_artifact.macs == on_eager.macs
+            assert np.abs(on_artifact.image - on_eager.image).max() < 1e-4
+            taken += on_artifact.exits
+    assert set(taken) == {1, 2}  # the thresholds do make different decisions
