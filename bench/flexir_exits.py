@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--targets", default="executorch,onnx")
+    parser.add_argument("--exits", default="all")
     parser.add_argument("--out", default="bench/out")
     args = parser.parse_args()
 
@@ -51,7 +52,7 @@ def main() -> None:
     for target in args.targets.split(","):
         start = time.perf_counter()
         bundle = edgeir.export("flexir", target, variant=args.variant, task=args.task, output=out / "all",
-                               input_size=(args.size, args.size), exits="all", weights="random")
+                               input_size=(args.size, args.size), exits=args.exits, weights="random")
         export_s = time.perf_counter() - start
         runner = targets().get(target).profile_runner(bundle, args.threads)
         for program in bundle.programs:
