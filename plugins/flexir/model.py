@@ -8,8 +8,9 @@ this is our own export-friendly rebuild:
 - window partition stays at rank <= 5 (Core ML) and shapes come from the static input;
 - the cyclic shift is two slices and a concat (``torch.roll`` is not delegated by XNNPACK);
 - the shifted-window mask is computed once per input shape (cached), and
-  :func:`freeze_attention` folds relative-position bias + mask into one constant buffer per block
-  for an export shape (a gathered bias breaks int8 XNNPACK artifacts, see NOTES.md);
+  :func:`freeze_attention` turns the relative-position bias of each block into a constant buffer
+  and gives all shifted blocks one shared mask buffer, for an export shape (a gathered bias breaks
+  int8 XNNPACK artifacts, see NOTES.md);
 - LayerNorm over channels uses linear layers for its mean and variance (XNNPACK delegates
   ``linear``, not ``native_layer_norm`` or ``mean``).
 
@@ -160,19 +161,17 @@ class WindowAttention(nn.Module):
         n = self.window * self.window
         return self.relative_position_bias_table[self.relative_position_index].reshape(n, n, -1).permute(2, 0, 1)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        """``x``: (B*nW, N, C); ``bias``: (heads, N, N) or (nW, heads, N, N) added to the logits."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x``: (B*nW, N, C); ``bias``: (heads, N, N); ``mask``: None or (nW, 1, N, N), added to the logits."""
         bw, n, c = x.shape
         h, d = self.heads, c // self.heads
         qkv = self.qkv(x)
         q = (qkv[..., :c] * self.scale).reshape(bw, n, h, d).permute(0, 2, 1, 3).reshape(bw * h, n, d)
         k = qkv[..., c:2 * c].reshape(bw, n, h, d).permute(0, 2, 3, 1).reshape(bw * h, d, n)
         v = qkv[..., 2 * c:].reshape(bw, n, h, d).permute(0, 2, 1, 3).reshape(bw * h, n, d)
-        logits = torch.bmm(q, k)
-        if bias.dim() == 4:
-            logits = logits.reshape(-1, bias.shape[0], h, n, n) + bias
-        else:
-            logits = logits.reshape(bw, h, n, n) + bias
+        logits = torch.bmm(q, k).reshape(bw, h, n, n) + bias
+        if mask is not None:
+            logits = logits.reshape(-1, mask.shape[0], h, n, n) + mask
         attn = torch.softmax(logits, dim=-1).reshape(bw * h, n, n)
         out = torch.bmm(attn, v).reshape(bw, h, n, d).permute(0, 2, 1, 3).reshape(bw, n, c)
         return self.proj(out)
@@ -201,6 +200,7 @@ class SwinBlock(nn.Module):
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
         self.frozen_size: tuple[int, int] | None = None
         self.register_buffer("frozen_bias", None, persistent=False)
+        self.register_buffer("frozen_mask", None, persistent=False)
 
     def mask(self, height: int, width: int, device: torch.device) -> torch.Tensor:
         """The shifted-window mask for this input size (computed once per size and cached)."""
@@ -209,21 +209,34 @@ class SwinBlock(nn.Module):
             self._masks[key] = shifted_window_mask(height, width, self.window, self.shift).to(device)
         return self._masks[key]
 
-    def attention_bias(self, height: int, width: int) -> torch.Tensor:
-        """Relative-position bias (+ mask for shifted blocks), or the frozen constant for the export size."""
+    def attention_terms(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Relative-position bias (heads, N, N) and, for shifted blocks, the mask (nW, 1, N, N).
+
+        After :meth:`freeze` both are constant buffers for the export size. They stay separate:
+        folded together they would take nW x heads x N^2 floats per block (100 MB per block for
+        ``mobile`` at 256x256), while one mask is shared by every shifted block (and stored once).
+        """
         if self.frozen_bias is not None:
             if (height, width) != self.frozen_size:
                 raise ValueError(f"attention constants were frozen for {self.frozen_size}, input is {height}x{width}")
-            return self.frozen_bias
+            return self.frozen_bias, self.frozen_mask
         bias = self.attn.position_bias()
         if self.shift and min(height, width) > self.window:
-            bias = bias[None] + self.mask(height, width, bias.device)[:, None]
-        return bias
+            return bias, self.mask(height, width, bias.device)[:, None]
+        return bias, None
 
-    def freeze(self, height: int, width: int) -> None:
-        """Fold bias (+ mask) for ``height`` x ``width`` into a constant buffer (export)."""
+    def freeze(self, height: int, width: int, masks: dict | None = None) -> None:
+        """Turn bias (and mask) for ``height`` x ``width`` into constant buffers (export).
+
+        ``masks`` shares one mask tensor between the blocks of a model.
+        """
         with torch.no_grad():
-            self.frozen_bias = self.attention_bias(height, width).detach().clone().contiguous()
+            bias, mask = self.attention_terms(height, width)
+            self.frozen_bias = bias.detach().clone().contiguous()
+            if mask is not None:
+                key = (height, width, self.window, self.shift)
+                shared = masks.setdefault(key, mask.detach().clone().contiguous()) if masks is not None else None
+                self.frozen_mask = shared if shared is not None else mask.detach().clone().contiguous()
         self.frozen_size = (height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -233,7 +246,7 @@ class SwinBlock(nn.Module):
         y = self.norm1(x)
         if shift:
             y = cyclic_shift(y, -shift)
-        y = self.attn(partition(y, self.window), self.attention_bias(h, w))
+        y = self.attn(partition(y, self.window), *self.attention_terms(h, w))
         y = merge(y, self.window, b, h, w)
         if shift:
             y = cyclic_shift(y, shift)
@@ -450,7 +463,8 @@ def freeze_attention(model: nn.Module, height: int, width: int) -> nn.Module:
 
     Output is unchanged; the exported graph then has no index gather and no mask arithmetic.
     """
+    masks: dict = {}
     for module in model.modules():
         if isinstance(module, SwinBlock):
-            module.freeze(height, width)
+            module.freeze(height, width, masks)
     return model

@@ -116,7 +116,10 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
         parts = model._part_macs((height, width))
         programs.append(Program("stem", StemProgram(model), (image,), (shallow,),
                                 metadata={"stage": "stem", "macs": parts["stem"] + parts["patch_norm"]}))
-        programs += [Program(f"block_{k}", BlockProgram(model, k), (shallow if k == 1 else feature,), (feature,),
+        # ONNX refuses a graph whose input and output share a name: the block's output is "next_feature".
+        next_feature = TensorSpec("next_feature", feature.shape, kind="feature", value_range=FEATURE_RANGE,
+                                  color_order="")
+        programs += [Program(f"block_{k}", BlockProgram(model, k), (shallow if k == 1 else feature,), (next_feature,),
                              metadata={"stage": "block", "group": k, "macs": parts["group"]})
                      for k in range(1, max(exits) + 1)]
         programs += [Program(f"head_{k}", HeadProgram(model, k), (feature, shallow, image), (restored,),
