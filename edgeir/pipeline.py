@@ -164,6 +164,7 @@ def export(
     tlc: TLCOptions | bool | None = None,
     qat_steps: int = 0,
     calibration: str | Path | None = None,
+    exits: str | None = None,
 ) -> Bundle:
     """Export ``method`` to ``target`` and return the bundle written under ``output``.
 
@@ -183,6 +184,7 @@ def export(
             is named ``<method>-local-...`` and its manifest records the windows under ``recipe.tlc``.
         qat_steps: Quantization-aware fine-tuning steps for integer schemes (0 = post-training quantization).
         calibration: Folder of clean images for calibration and QAT (None: the built-in photos' training split).
+        exits: Early exits to export ("all" or "1,3,6") for methods with exit programs (``exit_<k>``).
 
     Raises:
         UsageError: for unknown names or bad options (``tlc`` for a method without global
@@ -209,10 +211,13 @@ def export(
             model, weights_info = build_model_with_weights(method, variant, task, weights, seed)
         with stage("recipe", bar, timings):
             recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size,
-                                                      tlc=tlc_options))
+                                                      tlc=tlc_options, exits=exits))
             if tlc_options and recipe.tlc is None:
                 raise UsageError(f"method '{method}' declares global operations but its recipe does not implement "
                                  "the TLC conversion (it must localise its programs and set ExportRecipe.tlc)")
+            if exits is not None and not any(p.name.startswith("exit_") for p in recipe.programs):
+                raise UsageError(f"method '{method}' has no early exits (its programs: "
+                                 f"{', '.join(p.name for p in recipe.programs)}); drop --exits")
         with stage("rewrite", bar, timings):
             lowered, rewrite_records = apply_rewrites(recipe, options.backend)
         quantized = None
@@ -231,6 +236,10 @@ def export(
                 from edgeir.quantize import quantization_manifest
 
                 manifest["quantization"] = quantization_manifest(engine, scheme, quantized, tmp, qat_steps)
+            if exits is not None:
+                manifest["recipe_options"] = {"exits": exits}
+                manifest["exits"] = [{"program": p.name, **p.metadata} for p in recipe.programs
+                                     if p.name.startswith("exit_")]
             write_json(tmp / MANIFEST, manifest)
             bundle = Bundle(tmp, manifest)
             with stage("load", bar, timings):

@@ -6,7 +6,7 @@ verbatim so an app knows how to feed the artifact.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +80,8 @@ class Program:
         outputs: Its outputs, in return order.
         dynamic_hw: H/W range of the image inputs for targets with dynamic shapes; None for a
             program that needs its exact shape (static attention masks, windows).
+        metadata: Method facts about the program for the manifest (e.g. an early exit's number,
+            parameters and MACs); JSON-serialisable.
     """
 
     name: str
@@ -87,6 +89,7 @@ class Program:
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
     dynamic_hw: DynamicSize | None = None
+    metadata: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     def example_inputs(self, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """Deterministic inputs of the exported shapes, uniform in each input's value range."""
@@ -106,6 +109,7 @@ class Program:
             "inputs": [spec.to_json() for spec in self.inputs],
             "outputs": [spec.to_json() for spec in self.outputs],
             "dynamic_hw": asdict(self.dynamic_hw) if self.dynamic_hw else None,
+            **({"metadata": dict(self.metadata)} if self.metadata else {}),
         }
 
 
@@ -223,12 +227,15 @@ class RecipeOptions:
         input_size: (H, W) of the exported programs; None for the method's default.
         tlc: Export the Test-time Local Converter form (only for methods declaring global
             operations, whose recipe then sets :attr:`ExportRecipe.tlc`); None for the model as built.
+        exits: Early exits to export for methods that have them: "all" or a comma list ("1,3,6");
+            None for the method's default programs. Methods without exits reject it.
     """
 
     variant: str
     task: str
     input_size: tuple[int, int] | None = None
     tlc: TLCOptions | None = None
+    exits: str | None = None
 
 
 @dataclass(frozen=True)

@@ -133,7 +133,7 @@ def _recipe_options(manifest: dict[str, Any]) -> RecipeOptions:
     tlc = manifest["recipe"].get("tlc")  # the Test-time Local Converter windows the artifact was exported with
     tlc_options = TLCOptions(train_size=tlc["train_size"], base_size=tlc["base_size"]) if tlc else None
     return RecipeOptions(variant=manifest["variant"], task=manifest["task"], input_size=(shape[-2], shape[-1]),
-                         tlc=tlc_options)
+                         tlc=tlc_options, exits=manifest.get("recipe_options", {}).get("exits"))
 
 
 def _rebuild_reference(manifest: dict[str, Any], weights: str | Path | None):

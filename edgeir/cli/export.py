@@ -53,6 +53,9 @@ def add_parser(subparsers) -> None:
                         help="training crop the TLC windows derive from (default 256; implies --tlc)")
     parser.add_argument("--tlc-base-size", type=_size, default=None, metavar="HxW",
                         help="TLC window at image level (default 1.5x the training crop; implies --tlc)")
+    parser.add_argument("--exits", default=None, metavar="all|1,3,6",
+                        help="early exits to export, for methods that have them (flexir): 'all' or a comma list; "
+                             "adds one program per exit plus the staged programs adaptive inference runs")
     parser.set_defaults(handler=handle)
 
 
@@ -65,7 +68,8 @@ def handle(args: argparse.Namespace) -> int:
         tlc = TLCOptions(train_size=args.tlc_train_size or (256, 256), base_size=args.tlc_base_size)
     bundle = export(args.method, args.target, variant=args.variant, task=args.task, weights=args.weights,
                     output=args.output, quant=args.quant, backend=args.backend, input_size=args.size,
-                    seed=args.seed, tlc=tlc, qat_steps=args.qat_steps, calibration=args.calibration)
+                    seed=args.seed, tlc=tlc, qat_steps=args.qat_steps, calibration=args.calibration,
+                    exits=args.exits)
     manifest = bundle.manifest
     if not args.quiet:
         print(f"wrote {bundle.path}")

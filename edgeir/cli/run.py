@@ -24,13 +24,22 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--program", default=None,
                         help="program to run (default: the bundle's first, or the tile program its global state "
                              "feeds, e.g. DiffIR's restore)")
+    parser.add_argument("--pointer", type=int, default=None, metavar="P",
+                        help="for bundles exported with --exits: Regular Branch Inference through exit P "
+                             "(the program exit_P)")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
+    from edgeir.errors import UsageError
     from edgeir.runimage import restore
 
-    paths = restore(args.bundle, args.image, args.output, program=args.program)
+    program = args.program
+    if args.pointer is not None:
+        if program is not None:
+            raise UsageError("give --program or --pointer, not both")
+        program = f"exit_{args.pointer}"
+    paths = restore(args.bundle, args.image, args.output, program=program)
     if not args.quiet:
         for path in paths:
             print(f"wrote {path}")

@@ -1,0 +1,138 @@
+"""FlexIR adaptive inference (Alg. 2) after a short fine-tuning run: thresholds vs exits, compute, time, PSNR.
+
+1. ``edgeir.finetune("flexir", ...)`` (progressive self-distillation) on the built-in photos for the
+   task, from a random initialisation (no SwinIR weights can be downloaded here), or ``--weights``.
+2. On every built-in photo (centre crop of 2R x 2R, degraded for the task; R = the region side),
+   adaptive inference over 4 regions at each threshold, and regular inference with the full model
+   (pointer N) on the same regions through the same controller (eager stages by default, or the
+   ExecuTorch staged program with ``--executorch``).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/flexir_adaptive.py --variant mobile --steps 150 --out bench/out
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+THRESHOLDS = (1.00, 1.05, 1.10, 1.15)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", default="mobile")
+    parser.add_argument("--task", default="denoise25")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--region", type=int, default=64, help="region side R (the staged programs' size)")
+    parser.add_argument("--weights", default=None, help="start from these weights and skip fine-tuning")
+    parser.add_argument("--executorch", action="store_true", help="drive the exported staged program too")
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats per image (median)")
+    parser.add_argument("--out", default="bench/out")
+    args = parser.parse_args()
+
+    import torch
+    from edgeir.plugins.flexir import adaptive
+
+    import edgeir
+    from edgeir.metrics import psnr
+    from edgeir.photos import builtin_photos, degrade, fit_to
+
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    weights = args.weights
+    train_info = None
+    if weights is None:
+        from edgeir.finetune import finetune
+
+        result = finetune("flexir", variant=args.variant, task=args.task, steps=args.steps, weights="random",
+                          output=out / f"flexir-{args.variant}-{args.task}.safetensors", crop=64, batch=4,
+                          lr=2e-4, eval_count=4, eval_crop=64)
+        weights = result.weights
+        train_info = {"steps": args.steps, "seconds": round(result.report.seconds, 1),
+                      "eval": result.provenance["eval"]}
+    model = edgeir.build_model("flexir", variant=args.variant, task=args.task, weights=weights)
+    groups = model.config.groups
+    exits = tuple(range(1, groups + 1))
+    size = (args.region, args.region)
+    costs = adaptive.StageCosts.from_model(model, size)
+    drivers = {"eager": adaptive.EagerStages(model)}
+    if args.executorch:
+        from edgeir.discovery import targets
+
+        bundle = edgeir.export("flexir", "executorch", variant=args.variant, task=args.task, weights=str(weights),
+                               output=out / "adaptive", input_size=size, exits="all")
+        drivers["executorch"] = targets().get("executorch").runtime(bundle)
+
+    def timed(fn):
+        samples = []
+        for _ in range(args.repeats):
+            start = time.perf_counter()
+            value = fn()
+            samples.append(time.perf_counter() - start)
+        return value, float(np.median(samples))
+
+    report: dict = {"variant": args.variant, "task": args.task, "region": args.region, "train": train_info,
+                    "weights": str(weights), "drivers": {}}
+    photos = builtin_photos()
+    for driver_name, driver in drivers.items():
+        per_threshold = {t: {"exits": [], "time": [], "macs": [], "psnr": []} for t in THRESHOLDS}
+        full = {"time": [], "psnr": [], "macs": []}
+        images = []
+        for index, (name, photo) in enumerate(photos):
+            clean = fit_to(photo, 2 * args.region, 2 * args.region)
+            noisy, _ = degrade(clean, args.task, index)
+            image = np.ascontiguousarray(noisy.transpose(2, 0, 1)[None], dtype=np.float32)
+            truth = clean.transpose(2, 0, 1)[None]
+            restored, seconds = timed(lambda d=driver, x=image: adaptive.regular_inference(d, x, pointer=groups))
+            full["time"].append(seconds)
+            full["psnr"].append(psnr(np.clip(restored, 0, 1), truth))
+            full["macs"].append(4 * costs.regular(groups))
+            row = {"photo": name, "input_psnr_db": round(psnr(image, truth), 2),
+                   "full_psnr_db": round(full["psnr"][-1], 2), "thresholds": {}}
+            for t in THRESHOLDS:
+                res, seconds = timed(lambda t=t, d=driver, x=image: adaptive.adaptive_inference(
+                    d, x, exits=exits, threshold=t, costs=costs))
+                p = psnr(np.clip(res.image, 0, 1), truth)
+                bucket = per_threshold[t]
+                bucket["exits"] += res.exits
+                bucket["time"].append(seconds)
+                bucket["macs"].append(res.macs)
+                bucket["psnr"].append(p)
+                row["thresholds"][f"{t:.2f}"] = {"exits": res.exits, "macs_g": round(res.macs / 1e9, 3),
+                                                 "seconds": round(seconds, 4), "psnr_db": round(p, 2)}
+            images.append(row)
+        summary = {}
+        for t, bucket in per_threshold.items():
+            summary[f"{t:.2f}"] = {
+                "mean_exit": round(float(np.mean(bucket["exits"])), 3),
+                "time_vs_full": round(sum(bucket["time"]) / sum(full["time"]), 3),
+                "macs_vs_full": round(sum(bucket["macs"]) / sum(full["macs"]), 3),
+                "psnr_db": round(float(np.mean(bucket["psnr"])), 3),
+            }
+        report["drivers"][driver_name] = {"full_model": {"seconds": round(sum(full["time"]), 3),
+                                                         "psnr_db": round(float(np.mean(full["psnr"])), 3)},
+                                          "thresholds": summary, "images": images}
+        print(f"{driver_name}: full model pointer {groups}: {sum(full['time']):.2f} s, "
+              f"{np.mean(full['psnr']):.2f} dB")
+        print("| threshold | mean exit | time vs full | MACs vs full | PSNR (dB) |")
+        print("|---|---|---|---|---|")
+        for t, s in summary.items():
+            print(f"| {t}x | {s['mean_exit']} | {s['time_vs_full']} | {s['macs_vs_full']} | {s['psnr_db']} |")
+    if "executorch" in drivers:
+        same = all(a["thresholds"][t]["exits"] == b["thresholds"][t]["exits"]
+                   for a, b in zip(report["drivers"]["eager"]["images"], report["drivers"]["executorch"]["images"],
+                                   strict=True) for t in a["thresholds"])
+        report["executorch_matches_eager_exits"] = same
+        print(f"ExecuTorch staged program takes the same exits as the eager controller: {same}")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"flexir_adaptive_{args.variant}_{args.task}.json"
+    path.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,223 @@
+"""FlexIR: per-pointer cost (Table 3), exits, export-friendly backbone, SwinIR checkpoints, adaptive
+inference and the progressive self-distillation objective."""
+
+import numpy as np
+import pytest
+import torch
+from edgeir.plugins.flexir import adaptive
+from edgeir.plugins.flexir.model import cyclic_shift, freeze_attention
+from edgeir.plugins.flexir.objective import ProgressiveSelfDistillation, pointer_schedule
+
+import edgeir
+from edgeir.discovery import methods
+from edgeir.errors import CheckpointError
+
+TABLE3_PARAMS_M = {1: 2.16, 2: 4.02, 3: 5.88, 4: 7.74, 5: 9.60, 6: 11.46}
+TABLE3_MACS_G = {1: 35.47, 2: 65.98, 3: 96.50, 4: 127.01, 5: 157.52, 6: 188.03}
+
+
+def tiny(task="denoise25"):
+    torch.manual_seed(0)
+    return edgeir.build_model("flexir", variant="tiny", task=task)
+
+
+def test_paper_params_per_pointer_match_table3():
+    model = edgeir.build_model("flexir", variant="paper", task="denoise25")
+    for p, ref in TABLE3_PARAMS_M.items():
+        assert abs(model.num_params_at_pointer(p) / 1e6 - ref) / ref <= 0.02, p
+
+
+@pytest.mark.slow
+def test_paper_macs_per_pointer_match_table3():
+    model = edgeir.build_model("flexir", variant="paper", task="denoise25")
+    for p, ref in TABLE3_MACS_G.items():
+        assert abs(model.macs_at_pointer(p, (128, 128), convention="paper") / 1e9 - ref) / ref <= 0.02, p
+        assert model.macs_at_pointer(p, (128, 128)) > model.macs_at_pointer(p, (128, 128), convention="paper")
+
+
+def test_macs_per_part_equal_whole_model_count():
+    from edgeir.macs import count_macs
+
+    model = tiny()
+    assert model.macs_at_pointer(2, (32, 32)) == count_macs(model, torch.zeros(1, 3, 32, 32))
+    assert model.macs_at_pointer(1, (32, 32)) < model.macs_at_pointer(2, (32, 32))
+
+
+def test_shift_by_slicing_equals_roll():
+    x = torch.rand(2, 12, 8, 5)
+    for s in (2, -2, 3):
+        assert torch.equal(cyclic_shift(x, s), torch.roll(x, (s, s), dims=(1, 2)))
+
+
+@pytest.mark.parametrize("task, scale", [("denoise25", 1), ("jpeg10", 1), ("sr2", 2), ("sr3", 3), ("sr4", 4)])
+def test_every_exit_restores_the_right_shape_and_staged_run_equals_pointer(task, scale):
+    model = tiny(task).eval()
+    x = torch.rand(1, 3, 16, 24)
+    with torch.no_grad():
+        shallow = model.stem(x)
+        feature = shallow
+        for k in (1, 2):
+            feature = model.block(k, feature)
+            staged = model.head(k, feature, shallow, x)
+            direct = model(x, pointer=k)
+            assert direct.shape == (1, 3, 16 * scale, 24 * scale)
+            assert torch.allclose(staged, direct, atol=1e-6)
+    with pytest.raises(ValueError):
+        model(x, pointer=3)
+
+
+def test_frozen_attention_constants_keep_output_and_refuse_other_sizes():
+    model = tiny().eval()
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        before = model(x)
+        freeze_attention(model, 32, 32)
+        assert torch.allclose(model(x), before, atol=1e-6)
+    with pytest.raises(ValueError, match="frozen"):
+        model(torch.rand(1, 3, 16, 16))
+
+
+def _official_keys(model):
+    """A state dict in SwinIR's official layout (names and buffers), from a FlexIR model's weights."""
+    sd = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("exits."):
+            if key.startswith("exits.0."):
+                sd[key[len("exits.0."):]] = value.clone() + 0.01
+            continue
+        key = key.replace("patch_norm.", "patch_embed.norm.").replace(".blocks.", ".residual_group.blocks.")
+        sd[key] = value.clone()
+        if key.endswith("attn.relative_position_bias_table"):
+            sd[key.replace("relative_position_bias_table", "relative_position_index")] = torch.zeros(16, 16).long()
+            if ".blocks.1." in key:
+                sd[key.replace("attn.relative_position_bias_table", "attn_mask")] = torch.zeros(64, 16, 16)
+    return sd
+
+
+@pytest.mark.parametrize("wrapper", ["params", "params_ema", None])
+def test_official_swinir_checkpoint_loads_and_initialises_every_exit(tmp_path, wrapper):
+    official = _official_keys(tiny())
+    path = tmp_path / "swinir.pth"
+    torch.save({wrapper: official} if wrapper else official, path)
+    model = tiny()
+    torch.manual_seed(1)
+    model.apply(lambda m: [p.data.normal_() for p in m.parameters(recurse=False)])
+    methods().get("flexir").load_checkpoint(model, path)
+    for k in range(model.config.groups):
+        assert torch.equal(model.exits[k].conv_last.weight, official["conv_last.weight"])
+        assert torch.equal(model.exits[k].norm.weight, official["norm.weight"])
+    qkv = official["layers.1.residual_group.blocks.1.attn.qkv.weight"]
+    assert torch.equal(model.layers[1].blocks[1].attn.qkv.weight, qkv)
+    model.eval()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        assert torch.isfinite(model(x, pointer=1)).all()
+
+
+def test_checkpoint_with_wrong_keys_is_refused_naming_them(tmp_path):
+    official = _official_keys(tiny())
+    official["layers.0.residual_group.blocks.0.attn.qkvx.weight"] = official.pop(
+        "layers.0.residual_group.blocks.0.attn.qkv.weight")
+    path = tmp_path / "bad.pth"
+    torch.save({"params": official}, path)
+    with pytest.raises(CheckpointError, match="qkvx"):
+        methods().get("flexir").load_checkpoint(tiny(), path)
+
+
+def test_sharpness_score_prefers_sharp_images():
+    rng = np.random.default_rng(0)
+    sharp = np.kron(rng.random((8, 8)), np.ones((8, 8)))  # blocky: strong edges
+    blurred = np.convolve(sharp.ravel(), np.ones(9) / 9, mode="same").reshape(sharp.shape)
+    assert adaptive.sharpness_score(sharp) > adaptive.sharpness_score(blurred) > 0
+    assert adaptive.sharpness_score(np.full((3, 32, 32), 0.5)) == 0.0
+
+
+def test_adaptive_inference_eager_threshold_monotone_and_costs():
+    model = tiny().eval()
+    stages = adaptive.EagerStages(model)
+    costs = adaptive.StageCosts.from_model(model, (32, 32))
+    image = np.random.default_rng(0).random((1, 3, 64, 64)).astype(np.float32)
+    low = adaptive.adaptive_inference(stages, image, exits=(1, 2), threshold=0.5, costs=costs)
+    assert low.exits == [1, 1, 1, 1]
+    assert low.macs == 4 * costs.regular(1)
+    high = adaptive.adaptive_inference(stages, image, exits=(1, 2), threshold=1e9, costs=costs)
+    assert high.exits == [2, 2, 2, 2]
+    assert high.macs == 4 * (costs.regular(2) + costs.head) and high.image.shape == image.shape
+    regular = adaptive.regular_inference(stages, image, pointer=2)
+    assert np.allclose(regular, high.image, atol=1e-5)
+
+
+def test_objective_trains_exits_with_a_frozen_teacher():
+    model = tiny().train()
+    objective = ProgressiveSelfDistillation(model)
+    assert pointer_schedule(0, 10, 2) == 1 and pointer_schedule(9, 10, 2) == 2
+    teacher_before = {k: v.clone() for k, v in objective.teacher.state_dict().items()}
+    assert not any(p.requires_grad for p in objective.teacher.parameters())
+    assert not any(p is q for p in objective.parameters() for q in objective.teacher.parameters())
+    params = {id(p): p for p in list(model.parameters()) + list(objective.parameters())}
+    optimiser = torch.optim.Adam(params.values(), lr=2e-3)
+    torch.manual_seed(0)
+    clean = torch.rand(2, 3, 16, 16)
+    degraded = clean + 0.1 * torch.randn_like(clean)
+    losses = []
+    for _ in range(8):
+        loss, logs = objective(degraded, clean, 8, 8)  # pointer N: every exit trains
+        assert torch.isfinite(loss) and logs["pointer"] == 2.0
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0]
+    assert all(torch.equal(v, objective.teacher.state_dict()[k]) for k, v in teacher_before.items())
+    assert any(p.grad is not None for p in objective.scorer.parameters())
+
+
+def test_exits_option_is_rejected_by_a_method_without_exits(tmp_path):
+    from edgeir.errors import UsageError
+
+    with pytest.raises(UsageError, match="no early exits"):
+        edgeir.export("anyir", "onnx", variant="tiny", output=tmp_path, exits="all")
+
+
+def test_exits_option_lists_exit_and_staged_programs_with_costs():
+    from edgeir.recipe import RecipeOptions
+
+    model = tiny()
+    recipe = methods().get("flexir").recipe(model, RecipeOptions("tiny", "denoise25", exits="all"))
+    names = [p.name for p in recipe.programs]
+    assert names == ["exit_1", "exit_2", "stem", "block_1", "block_2", "head_1", "head_2"]
+    assert recipe.program("exit_1").metadata["params"] == model.num_params_at_pointer(1)
+    with pytest.raises(edgeir.errors.UsageError):
+        methods().get("flexir").recipe(model, RecipeOptions("tiny", "denoise25", exits="1,7"))
+    default = methods().get("flexir").recipe(model, RecipeOptions("tiny", "denoise25"))
+    assert [p.name for p in default.programs] == ["forward"]
+
+
+@pytest.mark.slow
+def test_executorch_staged_program_takes_the_same_exits_as_the_eager_controller(tmp_path):
+    from edgeir.discovery import targets
+    from edgeir.photos import builtin_photos, degrade, fit_to
+    from edgeir.reference import build_model_with_weights
+
+    bundle = edgeir.export("flexir", "executorch", variant="tiny", output=tmp_path, exits="all", weights="random")
+    runner = targets().get("executorch").runtime(bundle)
+    model, _ = build_model_with_weights("flexir", "tiny", "denoise25", "random", 0)
+    eager = adaptive.EagerStages(model)
+    costs = adaptive.StageCosts.from_manifest(bundle.manifest)
+    assert costs == adaptive.StageCosts.from_model(model, (32, 32))
+    taken = []
+    for index, (_, photo) in enumerate(builtin_photos()):
+        noisy, _ = degrade(fit_to(photo, 64, 64), "denoise25", index)
+        image = np.ascontiguousarray(noisy.transpose(2, 0, 1)[None], dtype=np.float32)
+        # Besides Table 5's factors, one at this image's median exit-2/exit-1 score ratio, so that
+        # some regions stop at exit 1 and others go on: the decisions themselves are compared.
+        probe = adaptive.adaptive_inference(eager, image, exits=(1, 2), threshold=float("inf"), costs=costs)
+        median = float(np.median([row[1] / row[0] for row in probe.scores]))
+        for threshold in (1.0, 1.05, 1.1, 1.15, median):
+            on_artifact = adaptive.adaptive_inference(runner, image, exits=(1, 2), threshold=threshold, costs=costs)
+            on_eager = adaptive.adaptive_inference(eager, image, exits=(1, 2), threshold=threshold, costs=costs)
+            assert on_artifact.exits == on_eager.exits
+            assert on_artifact.macs == on_eager.macs
+            assert np.abs(on_artifact.image - on_eager.image).max() < 1e-4
+            taken += on_artifact.exits
+    assert set(taken) == {1, 2}
