@@ -31,6 +31,8 @@ U-shape (Appx. A.1, Tab. 17): 3 down stages, latent, 3 up stages of 6 layers; Re
 pixel-unshuffle downsampling and pixel-shuffle upsampling with 1x1 skip fusion; widths C, 2C, 4C,
 8C; output = input + residual. OPEN: width chosen to match the 22.33M of Tab. 6; per-level windows
 (8,4), (8,2), (4,2), (2,2) so that every level needs H, W multiples of 32 at full resolution.
+Heads 2/2/4/8, never 1: a one-head layer exports to ExecuTorch/XNNPACK (1.4.1) but fails at run
+time ("Propagating input shapes failed ... xnn_status_invalid_parameter"); two heads run and match.
 
 Relative-position biases are gathered from a trainable table in training; :meth:`freeze_bias`
 folds them into a constant buffer for export (a run-time gathered bias is not delegated and breaks
@@ -322,10 +324,10 @@ COLUMNAR = {
     "tiny": ColumnarConfig(dim=16, stages=1, depth=2, heads=2, window=4, grid=2, features=16),
 }
 USHAPE = {
-    "paper": UShapeConfig(dim=56, depths=(6, 6, 6, 6), heads=(1, 2, 4, 8)),
-    "large": UShapeConfig(dim=64, depths=(8, 8, 8, 8), heads=(1, 2, 4, 8)),
-    "mobile": UShapeConfig(dim=16, depths=(1, 2, 2, 2), heads=(1, 1, 2, 4)),
-    "tiny": UShapeConfig(dim=8, depths=(1, 1, 1, 1), heads=(1, 1, 1, 2), windows=((4, 2), (4, 2), (2, 2), (2, 2))),
+    "paper": UShapeConfig(dim=56, depths=(6, 6, 6, 6), heads=(2, 2, 4, 8)),
+    "large": UShapeConfig(dim=64, depths=(8, 8, 8, 8), heads=(2, 2, 4, 8)),
+    "mobile": UShapeConfig(dim=16, depths=(1, 2, 2, 2), heads=(2, 2, 2, 4)),
+    "tiny": UShapeConfig(dim=8, depths=(1, 1, 1, 1), heads=(2, 2, 2, 2), windows=((4, 2), (4, 2), (2, 2), (2, 2))),
 }
 
 
