@@ -9,6 +9,9 @@ Programs: ``forward`` (LQ, x_T -> HQ), ``prior`` (LQ, x_T -> IPR) and ``restore`
 HQ tile). A large photo gets one IPR from the down-scaled whole photo and every tile is restored
 with it (``TileSpec.global_state = "program:prior"``).
 
+``--tlc`` (see :mod:`.tlc`): DMTA's transposed attention runs on overlapping windows; CPEN's pooling
+stays global, because the IPR it produces is by design one vector for the whole photo.
+
 Variants (per task; the ``paper`` counts equal the official unique parameter counts):
     paper: the official configs. deblur: dim 48, blocks [3,5,6,6], 4 refinement, FFN 2 (26.912M);
         sr4/sr2/sr1 (RealSR): dim 64, blocks [13,1,1,1], 13 refinement, FFN 2.2, BiasFree LN
@@ -81,7 +84,13 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     ipr_in = TensorSpec("ipr", (1, IPR_DIM), layout="NC", kind="vector", value_range=IPR_RANGE, color_order="",
                         source="program:prior")
     restored = TensorSpec("restored", (1, 3, height * io.scale, width * io.scale), scale=io.scale)
-    dynamic = DynamicSize(min=multiple, max=4096, multiple=multiple)
+    dynamic: DynamicSize | None = DynamicSize(min=multiple, max=4096, multiple=multiple)
+    record = None
+    if options.tlc is not None:  # --tlc: DMTA attention on overlapping windows (CPEN stays global), static shape
+        from edgeir.plugins.diffir.tlc import to_local
+
+        model, record = to_local(model, options.tlc, io.in_channels)
+        dynamic = None  # the window grid is a constant of the input shape
     programs = (
         Program("forward", model, (image, noise), (restored,), dynamic),
         Program("prior", PriorProgram(model), (image, noise), (ipr_out,), dynamic),
@@ -92,6 +101,7 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
         tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=multiple,
                       global_state="program:prior"),
         quant=QuantHints(keep_float=("condition", "denoise"), calibration_size=32),
+        tlc=record,
     )
 
 
