@@ -40,22 +40,23 @@ def handle(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(catalog, indent=2))
         return 0
+    width = max([12, *(len(n) for group in ("methods", "targets", "quant") for n in catalog[group])])
     print("Methods:")
     for name, info in catalog["methods"].items():
-        print(f"  {name:<12} {info['summary']}")
+        print(f"  {name:<{width}} {info['summary']}")
         variants = ", ".join(f"{v}*" if v == info["default_variant"] else v for v in info["variants"])
         tasks = ", ".join(f"{t}*" if t == info["default_task"] else t for t in info["tasks"])
-        print(f"  {'':<12} variants: {variants}")
-        print(f"  {'':<12} tasks:    {tasks}")
+        print(f"  {'':<{width}} variants: {variants}")
+        print(f"  {'':<{width}} tasks:    {tasks}")
     print("Targets:")
     for name, info in catalog["targets"].items():
         state = "" if info["available"] else f"  [unavailable: {info['reason']}]"
-        print(f"  {name:<12} {info['summary']}{state}")
-        print(f"  {'':<12} backends: {', '.join(info['backends'])}; quant: {', '.join(info['quant'])} "
+        print(f"  {name:<{width}} {info['summary']}{state}")
+        print(f"  {'':<{width}} backends: {', '.join(info['backends'])}; quant: {', '.join(info['quant'])} "
               f"(default {info['default_quant']})")
     print("Quantization schemes:")
     for name, summary in catalog["quant"].items():
-        print(f"  {name:<12} {summary}")
+        print(f"  {name:<{width}} {summary}")
     if catalog["failed_plugins"]:
         print("Plugins that failed to load:")
         for line in catalog["failed_plugins"]:
