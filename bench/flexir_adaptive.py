@@ -1,13 +1,17 @@
 """FlexIR adaptive inference (Alg. 2) after a short fine-tuning run: thresholds vs exits, compute, time, PSNR.
 
-1. ``edgeir.finetune("flexir", ...)`` (progressive self-distillation) on the built-in photos for the
-   task, from a random initialisation (no SwinIR weights can be downloaded here), or ``--weights``.
+1. The paper starts from a trained SwinIR; none can be downloaded here, so stage A stands in for it:
+   the full model (pointer N) trained with the plain Charbonnier loss for ``--pretrain-steps``, then
+   its head copied into every exit, as ``load_checkpoint`` does with an official SwinIR tail.
+   Stage B is ``edgeir.finetune("flexir", ...)``: progressive self-distillation (Alg. 1) with the
+   stage-A model as the teacher. ``--weights`` skips both stages.
 2. On every built-in photo (centre crop of 2R x 2R, degraded for the task; R = the region side),
    adaptive inference over 4 regions at each threshold, and regular inference with the full model
    (pointer N) on the same regions through the same controller (eager stages by default, or the
    ExecuTorch staged program with ``--executorch``).
 
-    OMP_NUM_THREADS=1 .venv/bin/python bench/flexir_adaptive.py --variant mobile --steps 150 --out bench/out
+    OMP_NUM_THREADS=2 .venv/bin/python bench/flexir_adaptive.py --variant mobile --pretrain-steps 300 \
+        --steps 300 --region 64 --out bench/out
 """
 
 from __future__ import annotations
@@ -22,11 +26,40 @@ import numpy as np
 THRESHOLDS = (1.00, 1.05, 1.10, 1.15)
 
 
+def pretrain_full_model(args: argparse.Namespace, path: Path) -> dict:
+    """Stage A: the full model with plain Charbonnier, then its head copied into every exit."""
+    import torch
+
+    import edgeir
+    from edgeir.data import TrainingPairs, evaluation_pairs, load_images
+    from edgeir.train import CharbonnierObjective, fine_tune, save_weights
+
+    torch.manual_seed(0)
+    model = edgeir.build_model("flexir", variant=args.variant, task=args.task, weights="random")
+    images = load_images(None)
+    train = TrainingPairs(args.task, source=images, crop=64, batch=4, seed=0)
+    pairs = evaluation_pairs(args.task, source=images, crop=64, count=4, seed=0)
+    report = fine_tune(model, CharbonnierObjective(model), train, steps=args.pretrain_steps, lr=args.pretrain_lr,
+                       eval_pairs=pairs, progress_desc="stage A: full model")
+    last = model.exits[-1].state_dict()
+    for head in model.exits[:-1]:
+        head.load_state_dict(last)
+    save_weights(model, path)
+    final = report.final_eval
+    return {"path": path, "steps": args.pretrain_steps, "lr": args.pretrain_lr, "seconds": round(report.seconds, 1),
+            "eval_psnr_db": round(final.psnr_db, 3) if final else None,
+            "input_psnr_db": round(final.input_psnr_db, 3) if final and final.input_psnr_db else None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="mobile")
     parser.add_argument("--task", default="denoise25")
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--pretrain-steps", type=int, default=300, help="stage A: full model, Charbonnier")
+    parser.add_argument("--pretrain-lr", type=float, default=1e-3)
+    parser.add_argument("--steps", type=int, default=300, help="stage B: progressive self-distillation")
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--region", type=int, default=64, help="region side R (the staged programs' size)")
     parser.add_argument("--weights", default=None, help="start from these weights and skip fine-tuning")
     parser.add_argument("--executorch", action="store_true", help="drive the exported staged program too")
@@ -41,19 +74,21 @@ def main() -> None:
     from edgeir.metrics import psnr
     from edgeir.photos import builtin_photos, degrade, fit_to
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     weights = args.weights
     train_info = None
     if weights is None:
         from edgeir.finetune import finetune
 
-        result = finetune("flexir", variant=args.variant, task=args.task, steps=args.steps, weights="random",
+        start = pretrain_full_model(args, out / f"flexir-{args.variant}-{args.task}-stage-a.safetensors")
+        result = finetune("flexir", variant=args.variant, task=args.task, steps=args.steps, weights=str(start["path"]),
                           output=out / f"flexir-{args.variant}-{args.task}.safetensors", crop=64, batch=4,
-                          lr=2e-4, eval_count=4, eval_crop=64)
+                          lr=args.lr, eval_count=4, eval_crop=64)
         weights = result.weights
-        train_info = {"steps": args.steps, "seconds": round(result.report.seconds, 1),
-                      "eval": result.provenance["eval"]}
+        train_info = {"stage_a": {k: v for k, v in start.items() if k != "path"},
+                      "stage_b": {"steps": args.steps, "lr": args.lr, "seconds": round(result.report.seconds, 1),
+                                  "eval": result.provenance["eval"]}}
     model = edgeir.build_model("flexir", variant=args.variant, task=args.task, weights=weights)
     groups = model.config.groups
     exits = tuple(range(1, groups + 1))

@@ -6,6 +6,9 @@ warm-up, ``--threads`` threads), and compares the size of the all-exits ``.pte``
 ``.pte`` (the full model) to show whether weights are stored once or per method.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/flexir_exits.py --variant mobile --size 256 --out bench/out
+
+Exporting is slow and timing wants a quiet machine: ``--export-only`` writes the bundles, and a
+later ``--reuse`` run times the bundles already under ``--out`` instead of exporting again.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ def main() -> None:
     parser.add_argument("--targets", default="executorch,onnx")
     parser.add_argument("--exits", default="all")
     parser.add_argument("--out", default="bench/out")
+    parser.add_argument("--export-only", action="store_true", help="write the bundles, time nothing")
+    parser.add_argument("--reuse", action="store_true", help="time the bundles already under --out")
     args = parser.parse_args()
 
     import edgeir
@@ -49,11 +54,27 @@ def main() -> None:
     out = Path(args.out)
     rows: dict[str, dict] = {}
     sizes = {}
-    for target in args.targets.split(","):
+    from edgeir.bundle import Bundle
+
+    def bundle_for(target: str, folder: str, exits: str | None):
+        if args.reuse:
+            found = sorted((out / folder).glob(f"flexir-{args.variant}-{args.task}-{target}-*/manifest.json"))
+            if found:
+                return Bundle.open(found[-1].parent), None
         start = time.perf_counter()
-        bundle = edgeir.export("flexir", target, variant=args.variant, task=args.task, output=out / "all",
-                               input_size=(args.size, args.size), exits=args.exits, weights="random")
-        export_s = time.perf_counter() - start
+        bundle = edgeir.export("flexir", target, variant=args.variant, task=args.task, output=out / folder,
+                               input_size=(args.size, args.size), exits=exits, weights="random")
+        return bundle, round(time.perf_counter() - start, 1)
+
+    for target in args.targets.split(","):
+        bundle, export_s = bundle_for(target, "all", args.exits)
+        print(f"{target}: {bundle.path} ({export_s} s to export)" if export_s else f"{target}: reusing {bundle.path}",
+              flush=True)
+        if target == "executorch":
+            single, _ = bundle_for(target, "single", None)
+            sizes["executorch_forward_only_bytes"] = (single.path / "model.pte").stat().st_size
+        if args.export_only:
+            continue
         runner = targets().get(target).profile_runner(bundle, args.threads)
         for program in bundle.programs:
             meta = program.get("metadata", {})
@@ -63,11 +84,10 @@ def main() -> None:
             row[f"{target}_ms"] = round(time_program(runner, program, args.runs), 2)
         sizes[f"{target}_all_bytes"] = sum(f.stat().st_size for f in bundle.path.rglob("*") if f.is_file()
                                            and f.suffix in (".pte", ".onnx"))
-        sizes[f"{target}_export_s"] = round(export_s, 1)
-        if target == "executorch":
-            single = edgeir.export("flexir", target, variant=args.variant, task=args.task, output=out / "single",
-                                   input_size=(args.size, args.size), weights="random")
-            sizes["executorch_forward_only_bytes"] = (single.path / "model.pte").stat().st_size
+        if export_s:
+            sizes[f"{target}_export_s"] = export_s
+    if args.export_only:
+        return
     result = {"variant": args.variant, "task": args.task, "size": args.size, "threads": args.threads,
               "runs": args.runs, "programs": rows, "sizes": sizes}
     out.mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,12 @@ class MethodSpec:
             ``dict[str, float]``; its own trainable parameters (e.g. a distillation scorer) join the
             optimiser, and anything frozen (e.g. a teacher) must not require grad. ``None`` means
             edgeir's default (Charbonnier loss on ``model(degraded)``).
+        adaptive: Optional early-exit controller for bundles exported with ``--exits``:
+            ``adaptive(runner, manifest, threshold) -> run_region``, where ``run_region(x)`` restores
+            one program-shaped region ``x`` (1, C, H, W) through the bundle's staged programs,
+            choosing its exit itself, and returns ``(restored, facts)``; ``facts`` holds at least
+            ``exit``, ``macs`` (spent) and ``full_macs`` (what the deepest exit costs).
+            ``edgeir run --adaptive`` uses it.
     """
 
     name: str
@@ -101,6 +107,7 @@ class MethodSpec:
     convert_checkpoint: Callable[[Mapping[str, Any]], dict[str, torch.Tensor]]
     default_variant: str = "paper"
     objective: Callable[[nn.Module], nn.Module] | None = None
+    adaptive: Callable[[Any, Mapping[str, Any], float], Callable[[Any], tuple[Any, dict[str, Any]]]] | None = None
 
     def __post_init__(self) -> None:
         names = self.variant_names

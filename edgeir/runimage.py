@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeir.bundle import Bundle
-from edgeir.discovery import targets
+from edgeir.discovery import methods, targets
 from edgeir.errors import UsageError
 from edgeir.feeds import photo_inputs, runs_on_photos
 from edgeir.globalstate import tile_program_for, tile_runner
@@ -99,8 +99,13 @@ def default_program(bundle: Bundle) -> dict[str, Any]:
     return tile_program_for(bundle.programs, global_state) or bundle.program()
 
 
-def _open(bundle: str | Path | Bundle, program: str | None):
-    """The tile policy and ``make_run_tile(pixels) -> run_tile`` (state shared by tiles is computed per photo)."""
+def _open(bundle: str | Path | Bundle, program: str | None, adaptive: float | None = None,
+          log: list[dict[str, Any]] | None = None):
+    """The tile policy and ``make_run_tile(pixels) -> run_tile`` (state shared by tiles is computed per photo).
+
+    With ``adaptive``, each tile is one region of the method's early-exit controller, which picks
+    the tile's exit itself; what it did per tile is appended to ``log``.
+    """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     spec = bundle.program(program) if program else default_program(bundle)
     policy = tile_policy(bundle, spec)
@@ -111,6 +116,23 @@ def _open(bundle: str | Path | Bundle, program: str | None):
 
     def run(name: str, inputs: list[np.ndarray]) -> np.ndarray:
         return runner.run(name, inputs)[0]
+
+    if adaptive is not None:
+        controller = methods().get(bundle.method).adaptive
+        if controller is None:
+            raise UsageError(f"method '{bundle.method}' has no adaptive inference; drop --adaptive")
+        run_region = controller(runner, bundle.manifest, adaptive)
+
+        def make_adaptive_tile(pixels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+            def run_tile(batch: np.ndarray) -> np.ndarray:
+                restored, facts = run_region(batch)
+                if log is not None:
+                    log.append(facts)
+                return restored
+
+            return run_tile
+
+        return policy, make_adaptive_tile
 
     def make_run_tile(pixels: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
         return tile_runner(run, spec, bundle.programs, pixels)
@@ -152,11 +174,13 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def restore(bundle: str | Path | Bundle, source: str | Path, output: str | Path, *,
-            program: str | None = None) -> list[Path]:
+            program: str | None = None, adaptive: float | None = None) -> list[Path]:
     """Restore a photo, or every photo directly inside a folder, with the bundle's artifact.
 
     A folder's photos go into the folder ``output`` under their own names; a single photo goes to
     the file ``output`` (or into it, keeping its name, when ``output`` is an existing folder).
+    ``adaptive`` (a threshold) runs the method's early-exit controller instead of one program; use
+    :func:`restore_adaptive` to get what it did.
 
     Returns:
         The files written.
@@ -166,6 +190,29 @@ def restore(bundle: str | Path | Bundle, source: str | Path, output: str | Path,
         ImageError: naming the file, for the first photo that cannot be read or written; photos
             restored before it are kept, none is left half-written.
     """
+    return [path for path, _ in _restore_all(bundle, source, output, program, adaptive)]
+
+
+def restore_adaptive(bundle: str | Path | Bundle, source: str | Path, output: str | Path, *,
+                     threshold: float) -> list[tuple[Path, dict[str, Any]]]:
+    """Adaptive inference on photos: every tile (a region of the program's shape) takes its own exit.
+
+    Returns:
+        Per photo written, a summary: ``regions``, ``exits`` (one per tile, in tile order),
+        ``mean_exit``, ``macs`` spent and ``full_macs`` (every region through the deepest exit).
+    """
+    return _restore_all(bundle, source, output, None, threshold)
+
+
+def _summary(facts: list[dict[str, Any]]) -> dict[str, Any]:
+    exits = [f["exit"] for f in facts]
+    macs, full = sum(f["macs"] for f in facts), sum(f["full_macs"] for f in facts)
+    return {"regions": len(facts), "exits": exits, "mean_exit": round(float(np.mean(exits)), 3) if exits else None,
+            "macs": macs, "full_macs": full, "macs_fraction": round(macs / full, 4) if full else None,
+            "scores": [f.get("scores") for f in facts]}
+
+
+def _restore_all(bundle, source, output, program, adaptive) -> list[tuple[Path, dict[str, Any] | None]]:
     source, output = Path(source), Path(output)
     if not source.exists():
         raise UsageError(f"{source} does not exist")
@@ -180,12 +227,19 @@ def restore(bundle: str | Path | Bundle, source: str | Path, output: str | Path,
         pairs = [(path, output / path.name) for path in files]
     else:
         pairs = [(source, output / source.name if output.is_dir() else output)]
-    policy, make_run_tile = _open(bundle, program)
+    log: list[dict[str, Any]] = []
+    policy, make_run_tile = _open(bundle, program, adaptive, log)
+
+    def restore_one(path: Path, target: Path) -> tuple[Path, dict[str, Any] | None]:
+        log.clear()
+        written = _restore_file(path, target, make_run_tile, policy)
+        return written, _summary(log) if adaptive is not None else None
+
     if len(pairs) == 1:
-        return [_restore_file(*pairs[0], make_run_tile, policy)]
-    written = []
+        return [restore_one(*pairs[0])]
+    results = []
     with progress_bar(total=len(pairs), desc="photos", unit="photo") as bar:
         for path, target in pairs:
-            written.append(_restore_file(path, target, make_run_tile, policy))
+            results.append(restore_one(path, target))
             bar.update(1)
-    return written
+    return results

@@ -198,6 +198,14 @@ def save_weights(model: nn.Module, path: str | Path, metadata: dict[str, str] | 
     return path
 
 
+def _on_cpu(value: Any) -> Any:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    if isinstance(value, dict):
+        return {k: _on_cpu(v) for k, v in value.items()}
+    return value
+
+
 def save_training_state(path: str | Path, *, model: nn.Module, objective: nn.Module,
                         optimizer: torch.optim.Optimizer, step: int, total_steps: int,
                         report: TrainReport) -> Path:
@@ -208,8 +216,8 @@ def save_training_state(path: str | Path, *, model: nn.Module, objective: nn.Mod
         "format": CHECKPOINT_FORMAT,
         "step": step,
         "total_steps": total_steps,
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "objective": {k: v.detach().cpu() for k, v in objective.state_dict().items()},
+        "model": _on_cpu(model.state_dict()),
+        "objective": _on_cpu(objective.state_dict()),  # may hold extra state: dicts of tensors
         "optimizer": optimizer.state_dict(),
         "losses": [list(x) for x in report.losses],
         "evals": [list(x) for x in report.evals],

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeir.bundle import VERIFY, Bundle, write_json
+from edgeir.bundle import MANIFEST, VERIFY, Bundle, write_json
 from edgeir.discovery import methods, quant_schemes, targets
 from edgeir.errors import CheckFailed, UsageError
 from edgeir.feeds import fill_inputs, output_psnr, photo_inputs, runs_on_photos
@@ -110,6 +110,7 @@ def verify(
         data["accuracy_note"] = ("weights are a random initialisation: the artifact matches its reference, but "
                                  "neither restores images; restoration accuracy is meaningless")
     write_json(bundle.path / VERIFY, data)
+    _record_exit_results(bundle, data)
     report = VerifyReport(bundle.path, data["status"], data)
     if disagree:
         data["status"] = "failed"
@@ -213,6 +214,26 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
                                                   for r in evaluated])), 3)} if evaluated else {}),
         "photos": rows,
     }
+
+
+def _record_exit_results(bundle: Bundle, data: dict[str, Any]) -> None:
+    """Copy each early exit's verified figures into the manifest's ``exits`` list (bundles with exits).
+
+    ``psnr_db`` is the exit's restoration PSNR against the clean photos (absent for random weights);
+    ``artifact_vs_reference_db`` the worst agreement of its artifact with the eager exit.
+    """
+    exits = bundle.manifest.get("exits")
+    if not exits:
+        return
+    for entry in exits:
+        result = data["programs"].get(entry["program"], {})
+        if "min_psnr_db" not in result:
+            continue
+        entry["verify"] = {"psnr_db": result.get("eval_psnr_db"),
+                           "reference_psnr_db": result.get("reference_eval_psnr_db"),
+                           "artifact_vs_reference_db": result["min_psnr_db"],
+                           "photos": len(result.get("photos", [])), "verified": data["created"]}
+    write_json(bundle.path / MANIFEST, bundle.manifest)
 
 
 def _three_way(program: dict[str, Any], reference: ReferenceRunner, fakequant: ReferenceRunner, runner, task: str,

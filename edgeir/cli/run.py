@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 DESCRIPTION = """\
 Restore photos of any size with an exported artifact. Each photo is cut into overlapping tiles of
@@ -11,6 +12,12 @@ dynamic H/W), the tiles run through the artifact and are blended with feathered 
 progress bar counts the tiles. PNG, JPEG, TIFF and WebP; 8- and 16-bit; grey, RGB and RGBA.
 EXIF orientation is applied; alpha is passed through untouched; bit depth (where the output
 format holds it) and the ICC profile are kept. Outputs are written atomically.
+
+With --adaptive H (bundles exported with --exits, for methods with an early-exit controller such as
+FlexIR), every tile is one region that picks its own exit: the controller runs the staged programs
+exit by exit and stops at the first whose output passes the threshold H (the method's docs define
+H and its baseline). Per photo it prints the exits taken and the compute spent against the deepest
+exit; --report writes that as JSON.
 """
 
 
@@ -27,20 +34,44 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--pointer", type=int, default=None, metavar="P",
                         help="for bundles exported with --exits: Regular Branch Inference through exit P "
                              "(the program exit_P)")
+    parser.add_argument("--adaptive", type=float, default=None, metavar="H",
+                        help="adaptive inference with threshold H (e.g. 1.05): each tile takes its own exit")
+    parser.add_argument("--report", default=None, metavar="FILE",
+                        help="with --adaptive: write per photo the exits taken and compute spent as JSON")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.errors import UsageError
-    from edgeir.runimage import restore
+    from edgeir.runimage import restore, restore_adaptive
 
     program = args.program
     if args.pointer is not None:
         if program is not None:
             raise UsageError("give --program or --pointer, not both")
         program = f"exit_{args.pointer}"
+    if args.adaptive is not None:
+        if program is not None:
+            raise UsageError("--adaptive picks the exits itself; drop --program/--pointer")
+        return _adaptive(args, restore_adaptive(args.bundle, args.image, args.output, threshold=args.adaptive))
+    if args.report is not None:
+        raise UsageError("--report goes with --adaptive")
     paths = restore(args.bundle, args.image, args.output, program=program)
     if not args.quiet:
         for path in paths:
             print(f"wrote {path}")
+    return 0
+
+
+def _adaptive(args: argparse.Namespace, results) -> int:
+    if args.report:
+        from edgeir.bundle import write_json
+
+        write_json(Path(args.report), {"bundle": str(args.bundle), "threshold": args.adaptive,
+                                       "photos": {str(path): summary for path, summary in results}})
+    if not args.quiet:
+        for path, s in results:
+            counts = ", ".join(f"exit {k}: {s['exits'].count(k)}" for k in sorted(set(s["exits"])))
+            print(f"wrote {path}: {s['regions']} regions ({counts}), mean exit {s['mean_exit']:.2f}, "
+                  f"{s['macs'] / 1e9:.2f} GMACs = {100 * s['macs_fraction']:.0f}% of the deepest exit's")
     return 0

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from edgeir.errors import UsageError
 from edgeir.method import IOContract, MethodSpec, Variant
 
 if TYPE_CHECKING:
@@ -75,6 +76,15 @@ def _objective(model: nn.Module) -> nn.Module:
     return ProgressiveSelfDistillation(model)
 
 
+def _adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
+    from edgeir.plugins.flexir.adaptive import bundle_controller
+
+    try:
+        return bundle_controller(runner, manifest, threshold)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
 SPEC = MethodSpec(
     name="flexir",
     summary="FlexIR: SwinIR with a branch exit after every group; pointer or adaptive (sharpness) exits",
@@ -93,4 +103,5 @@ SPEC = MethodSpec(
     io=_io,
     convert_checkpoint=_convert_checkpoint,
     objective=_objective,
+    adaptive=_adaptive,
 )

@@ -195,3 +195,26 @@ def regular_inference(runner: StagedRunner, image: np.ndarray, *, pointer: int, 
     """Alg. 2, regular branch: program ``exit_<pointer>`` on each region, then the union."""
     crops, _ = split(image, regions)
     return join([runner.run(f"exit_{pointer}", [crop])[0] for crop in crops], regions)
+
+
+def staged_exits(manifest: Mapping[str, Any]) -> tuple[int, ...]:
+    """Exits of a bundle whose staged programs (``stem``, ``block_k``, ``head_k``) are all there."""
+    names = {p["name"] for p in manifest["recipe"]["programs"]}
+    heads = sorted(int(n.split("_")[1]) for n in names if n.startswith("head_"))
+    usable = tuple(k for k in heads if "stem" in names and all(f"block_{j}" in names for j in range(1, k + 1)))
+    if not usable:
+        raise ValueError("the bundle has no staged programs (stem, block_k, head_k); export it with --exits")
+    return usable
+
+
+def bundle_controller(runner: StagedRunner, manifest: Mapping[str, Any], threshold: float):
+    """``MethodSpec.adaptive``: Alg. 2 on one program-shaped region through a bundle's staged programs."""
+    exits = staged_exits(manifest)
+    costs = StageCosts.from_manifest(manifest)
+
+    def run_region(region: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+        result = adaptive_inference(runner, region, exits=exits, threshold=threshold, costs=costs, regions=1)
+        return result.image, {"exit": result.exits[0], "macs": result.macs, "full_macs": result.full_macs,
+                              "scores": [round(s, 4) for s in result.scores[0]]}
+
+    return run_region

@@ -3,8 +3,10 @@
 - Pointer schedule S: over the run the pointer d moves from 1 to N in equal phases,
   ``d = min(N, 1 + step * N // total_steps)``; exits 1..d are trained at each step.
 - Teacher: a frozen copy of the full model as it is when the objective is made (the paper loads
-  it from SwinIR weights: build the model, load the SwinIR checkpoint, then make the objective).
-  Its last-group feature F_t is the distillation target of every exit.
+  it from SwinIR weights: build the model, load the SwinIR checkpoint, then make the objective),
+  or the ``teacher`` given. Its last-group feature F_t is the distillation target of every exit.
+  Its weights are part of the objective's state, so a resumed run distils from the same teacher,
+  not from the half-trained student it was rebuilt from.
 - Charbonnier loss (Eq. 2, eps 1e-3) between each exit's output and the clean image.
 - Channel-wise scoring distillation (Eq. 3-4): phi = sigmoid(MLP(avgpool F) + MLP(maxpool F)) with
   one MLP shared by both pools (and by all exits); L_CA = mean |phi * F_j - F_t|.
@@ -54,13 +56,14 @@ class ChannelScorer(nn.Module):
 class ProgressiveSelfDistillation(nn.Module):
     """``obj(degraded, clean, step, total_steps) -> (loss, logs)`` for a FlexIR model (Alg. 1)."""
 
-    def __init__(self, model: nn.Module, alpha: float = ALPHA, eps: float = EPS) -> None:
+    def __init__(self, model: nn.Module, alpha: float = ALPHA, eps: float = EPS,
+                 teacher: nn.Module | None = None) -> None:
         super().__init__()
         self.model = model
         self.alpha, self.eps = alpha, eps
         self.staged = hasattr(model, "forward_all")
         if self.staged:
-            teacher = copy.deepcopy(model).eval()
+            teacher = copy.deepcopy(teacher if teacher is not None else model).eval()
             for p in teacher.parameters():
                 p.requires_grad_(False)
             # A plain attribute, not a submodule: the teacher stays out of parameters() and train().
@@ -71,6 +74,16 @@ class ProgressiveSelfDistillation(nn.Module):
         if self.staged:
             self.teacher.to(*args, **kwargs)
         return super().to(*args, **kwargs)
+
+    def get_extra_state(self) -> dict[str, torch.Tensor]:
+        """The teacher's weights, saved with the objective's state (it is not a submodule)."""
+        if not self.staged:
+            return {}
+        return {k: v.detach().cpu() for k, v in self.teacher.state_dict().items()}
+
+    def set_extra_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.staged and state:
+            self.teacher.load_state_dict(state, strict=True)
 
     def forward(self, degraded: torch.Tensor, clean: torch.Tensor, step: int,
                 total_steps: int) -> tuple[torch.Tensor, dict[str, float]]:

@@ -172,6 +172,21 @@ def test_objective_trains_exits_with_a_frozen_teacher():
     assert any(p.grad is not None for p in objective.scorer.parameters())
 
 
+def test_objective_state_carries_the_teacher_so_a_resumed_run_distils_from_it():
+    teacher = tiny()
+    with torch.no_grad():
+        for p in teacher.parameters():
+            p.add_(0.01)
+    student = tiny()
+    objective = ProgressiveSelfDistillation(student, teacher=teacher)
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in objective.teacher.state_dict().items())
+    state = objective.state_dict()
+    rebuilt = ProgressiveSelfDistillation(tiny())  # what a resume builds: its teacher is the new model
+    assert not all(torch.equal(v, teacher.state_dict()[k]) for k, v in rebuilt.teacher.state_dict().items())
+    rebuilt.load_state_dict(state, strict=True)
+    assert all(torch.equal(v, teacher.state_dict()[k]) for k, v in rebuilt.teacher.state_dict().items())
+
+
 def test_exits_option_is_rejected_by_a_method_without_exits(tmp_path):
     from edgeir.errors import UsageError
 
@@ -221,3 +236,59 @@ def test_executorch_staged_program_takes_the_same_exits_as_the_eager_controller(
             assert np.abs(on_artifact.image - on_eager.image).max() < 1e-4
             taken += on_artifact.exits
     assert set(taken) == {1, 2}
+
+
+@pytest.fixture(scope="module")
+def onnx_exits_bundle(tmp_path_factory):
+    return edgeir.export("flexir", "onnx", variant="tiny", output=tmp_path_factory.mktemp("exits"), exits="all",
+                         weights="random")
+
+
+def test_verify_records_every_exits_figures_in_the_manifest(onnx_exits_bundle):
+    import json
+
+    from edgeir.bundle import Bundle
+
+    edgeir.verify(onnx_exits_bundle.path, photos=1)
+    manifest = json.loads((onnx_exits_bundle.path / "manifest.json").read_text())
+    verified = {e["program"]: e["verify"] for e in manifest["exits"] if "verify" in e}
+    assert set(verified) == {"exit_1", "exit_2"}
+    for figures in verified.values():
+        assert figures["artifact_vs_reference_db"] > 40 and figures["photos"] == 1
+        assert figures["psnr_db"] is None  # random weights: no restoration PSNR to claim
+    assert not Bundle.open(onnx_exits_bundle.path).check_integrity()  # the artifacts' hashes still hold
+
+
+def test_run_adaptive_picks_exits_per_tile_and_reports_compute(onnx_exits_bundle, tmp_path, capsys):
+    import json
+
+    from edgeir.cli import main
+    from edgeir.imageio import load_image, write_image
+    from edgeir.photos import builtin_photos
+
+    photo = tmp_path / "photo.png"
+    write_image(photo, builtin_photos(1)[0][1][:64, :80])
+    bundle = str(onnx_exits_bundle.path)
+    assert main(["run", bundle, str(photo), "-o", str(tmp_path / "deep.png"), "--pointer", "2"]) == 0
+    assert main(["run", bundle, str(photo), "-o", str(tmp_path / "ada.png"), "--adaptive", "1e9",
+                 "--report", str(tmp_path / "r.json")]) == 0
+    assert "mean exit 2.00" in capsys.readouterr().out
+    deep, ada = load_image(tmp_path / "deep.png").rgb, load_image(tmp_path / "ada.png").rgb
+    assert np.abs(deep.astype(float) - ada.astype(float)).max() <= 1  # every tile ran to the last exit
+    report = json.loads((tmp_path / "r.json").read_text())
+    (summary,) = report["photos"].values()
+    assert set(summary["exits"]) == {2} and summary["macs"] > summary["full_macs"]  # exit 1's head ran too
+    assert main(["run", bundle, str(photo), "-o", str(tmp_path / "shallow.png"), "--adaptive", "0.5",
+                 "--report", str(tmp_path / "r1.json")]) == 0
+    (shallow,) = json.loads((tmp_path / "r1.json").read_text())["photos"].values()
+    assert set(shallow["exits"]) == {1} and shallow["macs"] < shallow["full_macs"]
+    assert shallow["regions"] == summary["regions"] > 1
+
+
+def test_adaptive_needs_the_staged_programs_of_an_exits_bundle():
+    from edgeir.plugins.flexir.adaptive import staged_exits
+
+    with pytest.raises(ValueError, match="export it with --exits"):
+        staged_exits({"recipe": {"programs": [{"name": "forward"}]}})
+    assert staged_exits({"recipe": {"programs": [{"name": n} for n in ("stem", "block_1", "block_2", "head_2")]}}) \
+        == (2,)
