@@ -22,7 +22,7 @@ demo: install
 	$(VENV)/bin/edgeir export anyir --target coreml
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 test-all: install
 	$(PY) -m pytest -q -m ''
