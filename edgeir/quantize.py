@@ -108,19 +108,23 @@ def calibration_data(spec, task: str, height: int, width: int, *, count: int, so
     return calibration, pairs
 
 
-def make_trainer(pairs, program_name: str):
-    """The QAT loop for one program: edgeir's ``fine_tune`` with a reconstruction (Charbonnier) loss.
+def make_trainer(pairs, program_name: str, spec=None):
+    """The QAT loop for one program: edgeir's ``fine_tune`` with the method's objective.
 
-    A method's own objective is written for its eager model; an exported program's graph is trained
-    on its own output against the clean crop.
+    The objective is made for the quantization-prepared graph of the program: what it can compute
+    there is what trains (FlexIR's self-distillation keeps its reconstruction term, as a one-exit
+    graph exposes no staged features; a method without an objective gets Charbonnier). The report
+    names the objective and whatever it logged about itself.
     """
-    from edgeir.train import CharbonnierObjective, fine_tune
+    from edgeir.train import fine_tune, make_objective
 
     def train(module, steps: int) -> dict[str, Any]:
-        report = fine_tune(module, CharbonnierObjective(module), pairs, steps=steps, lr=QAT_LR,
+        objective = make_objective(spec, module)
+        report = fine_tune(module, objective, pairs, steps=steps, lr=QAT_LR,
                            progress_desc=f"QAT {program_name}", device="cpu")
         summary = report.to_json()
-        return {k: summary[k] for k in ("steps", "device", "seconds", "final_loss") if k in summary} or summary
+        kept = {k: summary[k] for k in ("steps", "device", "seconds", "final_loss") if k in summary} or summary
+        return {**kept, "objective": type(objective).__name__}
 
     return train
 
@@ -143,7 +147,7 @@ def quantize_recipe(engine: QuantEngine, scheme: QuantScheme, spec, recipe, task
             raise UsageError(f"program '{program.name}' is not a single-image program of the calibration shape; "
                              f"{scheme.name} cannot calibrate it")
         result = engine.quantize(program, scheme.name, calib, recipe.quant, qat_steps=qat_steps,
-                                 trainer=make_trainer(pairs, program.name) if qat_steps else None)
+                                 trainer=make_trainer(pairs, program.name, spec) if qat_steps else None)
         results[program.name] = result
         programs.append(dataclasses.replace(program, module=result.export_module))
     samples = {p.name: calib.batches[0][0][:1] for p in recipe.programs}

@@ -40,6 +40,7 @@ def test_int8_export_records_engine_and_matches_fakequant(int8_bundles, target, 
     assert quant["calibration"]["batches"] >= 1 and "training split" in quant["calibration"]["source"]
     if qat_steps:
         assert quant["programs"]["forward"]["qat"]["steps"] == qat_steps
+        assert quant["programs"]["forward"]["qat"]["objective"] == "CharbonnierObjective"  # anyir declares none
     assert [f.rsplit(".", 1)[0] for f in quant["fakequant_files"]] == ["fakequant/forward"]
     check = bundle.manifest["export_check"]["programs"]["forward"]
     assert check["artifact_vs_fakequant_psnr_db"] >= 35

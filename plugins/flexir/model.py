@@ -9,8 +9,9 @@ this is our own export-friendly rebuild:
 - the cyclic shift is two slices and a concat (``torch.roll`` is not delegated by XNNPACK);
 - the shifted-window mask is computed once per input shape (cached), and
   :func:`freeze_attention` turns the relative-position bias of each block into a constant buffer
-  and gives all shifted blocks one shared mask buffer, for an export shape (a gathered bias breaks
-  int8 XNNPACK artifacts, see NOTES.md);
+  and gives all shifted blocks one shared mask, for an export shape (a gathered bias breaks int8
+  XNNPACK artifacts, see NOTES.md); the mask is kept as a row part and a column part
+  (:func:`separable_window_masks`), 16x smaller than SwinIR's per-window mask for ``mobile``;
 - LayerNorm over channels uses linear layers for its mean and variance (XNNPACK delegates
   ``linear``, not ``native_layer_norm`` or ``mean``).
 
@@ -119,6 +120,29 @@ def shifted_window_mask(height: int, width: int, window: int, shift: int) -> tor
     return torch.zeros_like(diff).masked_fill(diff != 0, MASK_FILL)
 
 
+def separable_window_masks(height: int, width: int, window: int, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """SwinIR's shifted-window mask as a row part (nWh, 1, N, N) and a column part (nWw, 1, N, N).
+
+    A token's region is (row band, column band); two tokens may attend when both bands agree.
+    ``row[i] + col[j]`` is -100 where one band differs and -200 where both do, which softmax
+    turns into the same zero weights as :func:`shifted_window_mask`'s -100 (every token keeps
+    itself), while the constants shrink from nW x N^2 to (nWh + nWw) x N^2 floats: 16 MB -> 1 MB
+    for ``mobile`` at 256x256.
+    """
+    def bands(size: int) -> torch.Tensor:  # (n_windows, window): the band of each line of each window
+        band = torch.zeros(size)
+        band[-window:-shift], band[-shift:] = 1, 2
+        return band.reshape(size // window, window)
+
+    def mask(line_bands: torch.Tensor, along_rows: bool) -> torch.Tensor:
+        grid = line_bands[:, :, None].expand(-1, window, window)  # token (a, b) of the window
+        token = (grid if along_rows else grid.transpose(1, 2)).reshape(line_bands.shape[0], -1)
+        diff = token[:, None, :] - token[:, :, None]
+        return torch.zeros_like(diff).masked_fill(diff != 0, MASK_FILL)[:, None]
+
+    return mask(bands(height), along_rows=True), mask(bands(width), along_rows=False)
+
+
 def partition(x: torch.Tensor, window: int) -> torch.Tensor:
     """(B, H, W, C) -> (B*nW, window^2, C), in steps of rank <= 4."""
     b, h, w, c = x.shape
@@ -161,8 +185,10 @@ class WindowAttention(nn.Module):
         n = self.window * self.window
         return self.relative_position_bias_table[self.relative_position_index].reshape(n, n, -1).permute(2, 0, 1)
 
-    def forward(self, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``x``: (B*nW, N, C); ``bias``: (heads, N, N); ``mask``: None or (nW, 1, N, N), added to the logits."""
+    def forward(self, x: torch.Tensor, bias: torch.Tensor,
+                mask: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``x``: (B*nW, N, C); ``bias``: (heads, N, N); ``mask``: None or the (row, column) parts of
+        :func:`separable_window_masks`, added to the logits."""
         bw, n, c = x.shape
         h, d = self.heads, c // self.heads
         qkv = self.qkv(x)
@@ -171,7 +197,9 @@ class WindowAttention(nn.Module):
         v = qkv[..., 2 * c:].reshape(bw, n, h, d).permute(0, 2, 1, 3).reshape(bw * h, n, d)
         logits = torch.bmm(q, k).reshape(bw, h, n, n) + bias
         if mask is not None:
-            logits = logits.reshape(-1, mask.shape[0], h, n, n) + mask
+            row, col = mask  # windows are ordered row-major: (B, nWh, nWw)
+            logits = logits.reshape(-1, col.shape[0], h, n, n) + col
+            logits = logits.reshape(-1, row.shape[0], col.shape[0] * h, n, n) + row
         attn = torch.softmax(logits, dim=-1).reshape(bw * h, n, n)
         out = torch.bmm(attn, v).reshape(bw, h, n, d).permute(0, 2, 1, 3).reshape(bw, n, c)
         return self.proj(out)
@@ -200,29 +228,32 @@ class SwinBlock(nn.Module):
         self._masks: dict[tuple[int, int, str], torch.Tensor] = {}
         self.frozen_size: tuple[int, int] | None = None
         self.register_buffer("frozen_bias", None, persistent=False)
-        self.register_buffer("frozen_mask", None, persistent=False)
+        self.register_buffer("frozen_row_mask", None, persistent=False)
+        self.register_buffer("frozen_col_mask", None, persistent=False)
 
-    def mask(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """The shifted-window mask for this input size (computed once per size and cached)."""
+    def mask(self, height: int, width: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The shifted-window mask parts for this input size (computed once per size and cached)."""
         key = (height, width, str(device))
         if key not in self._masks:
-            self._masks[key] = shifted_window_mask(height, width, self.window, self.shift).to(device)
+            row, col = separable_window_masks(height, width, self.window, self.shift)
+            self._masks[key] = (row.to(device), col.to(device))
         return self._masks[key]
 
-    def attention_terms(self, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Relative-position bias (heads, N, N) and, for shifted blocks, the mask (nW, 1, N, N).
+    def attention_terms(self, height: int, width: int) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+        """Relative-position bias (heads, N, N) and, for shifted blocks, the (row, column) mask parts.
 
-        After :meth:`freeze` both are constant buffers for the export size. They stay separate:
+        After :meth:`freeze` all are constant buffers for the export size. They stay separate:
         folded together they would take nW x heads x N^2 floats per block (100 MB per block for
-        ``mobile`` at 256x256), while one mask is shared by every shifted block (and stored once).
+        ``mobile`` at 256x256), while one pair of mask parts is shared by every shifted block.
         """
         if self.frozen_bias is not None:
             if (height, width) != self.frozen_size:
                 raise ValueError(f"attention constants were frozen for {self.frozen_size}, input is {height}x{width}")
-            return self.frozen_bias, self.frozen_mask
+            mask = (self.frozen_row_mask, self.frozen_col_mask) if self.frozen_row_mask is not None else None
+            return self.frozen_bias, mask
         bias = self.attn.position_bias()
         if self.shift and min(height, width) > self.window:
-            return bias, self.mask(height, width, bias.device)[:, None]
+            return bias, self.mask(height, width, bias.device)
         return bias, None
 
     def freeze(self, height: int, width: int, masks: dict | None = None) -> None:
@@ -235,8 +266,9 @@ class SwinBlock(nn.Module):
             self.frozen_bias = bias.detach().clone().contiguous()
             if mask is not None:
                 key = (height, width, self.window, self.shift)
-                shared = masks.setdefault(key, mask.detach().clone().contiguous()) if masks is not None else None
-                self.frozen_mask = shared if shared is not None else mask.detach().clone().contiguous()
+                fresh = tuple(part.detach().clone().contiguous() for part in mask)
+                self.frozen_row_mask, self.frozen_col_mask = masks.setdefault(key, fresh) if masks is not None \
+                    else fresh
         self.frozen_size = (height, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

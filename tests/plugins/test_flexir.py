@@ -66,6 +66,26 @@ def test_every_exit_restores_the_right_shape_and_staged_run_equals_pointer(task,
         model(x, pointer=3)
 
 
+def test_separable_mask_gives_swinirs_shifted_window_attention():
+    from edgeir.plugins.flexir.model import WindowAttention, separable_window_masks, shifted_window_mask
+
+    torch.manual_seed(0)
+    attn, (b, h, w, c, heads, win) = WindowAttention(16, 2, 4), (2, 16, 24, 16, 2, 4)
+    x = torch.randn(b * (h // win) * (w // win), win * win, c)
+    bias = attn.position_bias()
+    got = attn(x, bias, separable_window_masks(h, w, win, 2))
+    # SwinIR: one (N, N) mask per window, added to every head's logits.
+    full = shifted_window_mask(h, w, win, 2)
+    q, k, v = attn.qkv(x).reshape(x.shape[0], -1, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
+    logits = (q * attn.scale) @ k.transpose(-2, -1) + bias
+    logits = logits.reshape(b, full.shape[0], heads, win * win, win * win) + full[None, :, None]
+    ref = (torch.softmax(logits, -1).reshape(x.shape[0], heads, win * win, win * win) @ v)
+    ref = attn.proj(ref.transpose(1, 2).reshape(x.shape[0], win * win, c))
+    assert torch.allclose(got, ref, atol=1e-6)
+    plain = attn(x, bias, None)
+    assert not torch.allclose(plain, ref, atol=1e-3)  # the mask matters on these windows
+
+
 def test_frozen_attention_constants_keep_output_and_refuse_other_sizes():
     model = tiny().eval()
     x = torch.rand(1, 3, 32, 32)
