@@ -60,8 +60,15 @@ class CoreMLTarget(Target):
     name = "coreml"
     summary = "Core ML ML Program .mlpackage (iOS 17+, fp16 default); runs only on macOS"
     backends = ("mlprogram",)
-    quant_schemes = ("fp16", "fp32")
+    quant_schemes = ("fp16", "fp32", "int8-weights", "w4")
     default_quant = "fp16"
+
+    def quant_engine(self, options: ExportOptions):
+        if options.quant not in ("int8-weights", "w4"):
+            return None
+        from edgeir.quant.coreml_engine import ENGINE
+
+        return ENGINE
 
     def availability(self) -> Availability:
         ok = importlib.util.find_spec("coremltools") is not None
@@ -69,8 +76,11 @@ class CoreMLTarget(Target):
 
     def export(self, recipe, options: ExportOptions, out_dir: Path) -> ExportResult:
         if len(recipe.programs) == 1:
-            self._convert(recipe.programs[0], options, out_dir / PACKAGE, recipe)
-            return ExportResult(files=[PACKAGE], details={"functions": [recipe.programs[0].name]})
+            compression = self._convert(recipe.programs[0], options, out_dir / PACKAGE, recipe)
+            details: dict[str, Any] = {"functions": [recipe.programs[0].name]}
+            if compression:
+                details["compression"] = compression
+            return ExportResult(files=[PACKAGE], details=details)
         return self._export_multifunction(recipe, options, out_dir)
 
     def _export_multifunction(self, recipe, options: ExportOptions, out_dir: Path) -> ExportResult:
@@ -79,15 +89,20 @@ class CoreMLTarget(Target):
 
         with tempfile.TemporaryDirectory(dir=out_dir) as scratch:
             descriptor = ct.utils.MultiFunctionDescriptor()
+            compression = {}
             for program in recipe.programs:
                 path = Path(scratch) / f"{program.name}.mlpackage"
-                self._convert(program, options, path, recipe)
+                compression[program.name] = self._convert(program, options, path, recipe)
                 descriptor.add_function(str(path), src_function_name="main", target_function_name=program.name)
             descriptor.default_function_name = recipe.programs[0].name
             ct.utils.save_multifunction(descriptor, str(out_dir / PACKAGE))
-        return ExportResult(files=[PACKAGE], details={"functions": [p.name for p in recipe.programs]})
+        details: dict[str, Any] = {"functions": [p.name for p in recipe.programs]}
+        if any(compression.values()):
+            details["compression"] = compression
+        return ExportResult(files=[PACKAGE], details=details)
 
-    def _convert(self, program, options: ExportOptions, path: Path, recipe) -> None:
+    def _convert(self, program, options: ExportOptions, path: Path, recipe) -> dict[str, Any]:
+        """Convert one program to ``path``; returns the weight-compression facts (empty for float schemes)."""
         import coremltools as ct
         import torch
 
@@ -95,7 +110,7 @@ class CoreMLTarget(Target):
         exported = exported.run_decompositions({})
         pipeline = ct.PassPipeline.DEFAULT
         pipeline.remove_passes(list(SKIPPED_PASSES))
-        precision = ct.precision.FLOAT16 if options.quant == "fp16" else ct.precision.FLOAT32
+        precision = ct.precision.FLOAT32 if options.quant == "fp32" else ct.precision.FLOAT16
         model = ct.convert(
             exported,
             inputs=[ct.TensorType(name=spec.name, shape=spec.shape) for spec in program.inputs],
@@ -111,7 +126,14 @@ class CoreMLTarget(Target):
         model.user_defined_metadata["edgeir.program"] = program.name
         model.user_defined_metadata["edgeir.io"] = json.dumps(program.to_json())
         model.user_defined_metadata["edgeir.tile"] = json.dumps(recipe.tile.to_json())
+        compression: dict[str, Any] = {}
+        engine = self.quant_engine(options)
+        if engine is not None:
+            model, compression = _compress(engine, model, options.quant, path)
         model.save(str(path))
+        if compression:
+            compression["package_bytes_after"] = _tree_bytes(path)
+        return compression
 
     def runtime(self, bundle) -> Runner | None:
         if platform.system() != "Darwin":
@@ -156,6 +178,26 @@ class CoreMLTarget(Target):
 
     def toolchain_versions(self) -> dict[str, str]:
         return {"coremltools": package_version("coremltools")}
+
+
+def _compress(engine, model, scheme: str, path: Path) -> tuple[Any, dict[str, Any]]:
+    """Compress ``model``'s weights with ``engine``; the facts record the float16 package size it replaces."""
+    from edgeir.quant.coreml_engine import compressed_op_counts
+
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        model.save(str(Path(scratch) / PACKAGE))
+        before = _tree_bytes(Path(scratch) / PACKAGE)
+    compressed = engine.compress(model, scheme)
+    for key, value in model.user_defined_metadata.items():
+        compressed.user_defined_metadata[key] = value
+    compressed.author, compressed.short_description, compressed.version = model.author, model.short_description, \
+        model.version
+    return compressed, {"engine": engine.name, "scheme": scheme, "compute_dtype": "float16",
+                        "compressed_ops": compressed_op_counts(compressed), "package_bytes_fp16": before}
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
 def _shapes(features) -> dict[str, list[int]]:
