@@ -1,5 +1,11 @@
 """Core ML ``.mlpackage``: an ML Program for iOS 17+, float16 by default.
 
+Schemes: ``fp16`` and ``fp32`` (compute precision of the whole program); ``int8``, static W8A8
+through PT2E with ExecuTorch's ``CoreMLQuantizer`` (engine ``pt2e-coreml``): the converted graph's
+quantize/dequantize pairs become Core ML ``quantize``/``dequantize`` ops and int8
+``constexpr_affine_dequantize`` weights, and what stays float computes in float16; ``int8-weights``
+and ``w4``, weight compression of the converted program (engine ``coremltools-optimize``).
+
 Core ML runs only on Apple platforms. On other hosts the package is checked structurally (its
 inputs, outputs and operations) and verification says in words that numbers need macOS.
 """
@@ -60,15 +66,19 @@ class CoreMLTarget(Target):
     name = "coreml"
     summary = "Core ML ML Program .mlpackage (iOS 17+, fp16 default); runs only on macOS"
     backends = ("mlprogram",)
-    quant_schemes = ("fp16", "fp32", "int8-weights", "w4")
+    quant_schemes = ("fp16", "fp32", "int8", "int8-weights", "w4")
     default_quant = "fp16"
 
     def quant_engine(self, options: ExportOptions):
-        if options.quant not in ("int8-weights", "w4"):
-            return None
-        from edgeir.quant.coreml_engine import ENGINE
+        if options.quant == "int8":
+            from edgeir.quant.pt2e import COREML_ENGINE
 
-        return ENGINE
+            return COREML_ENGINE
+        if options.quant in ("int8-weights", "w4"):
+            from edgeir.quant.coreml_engine import ENGINE
+
+            return ENGINE
+        return None
 
     def availability(self) -> Availability:
         ok = importlib.util.find_spec("coremltools") is not None
@@ -77,7 +87,8 @@ class CoreMLTarget(Target):
     def export(self, recipe, options: ExportOptions, out_dir: Path) -> ExportResult:
         if len(recipe.programs) == 1:
             compression = self._convert(recipe.programs[0], options, out_dir / PACKAGE, recipe)
-            details: dict[str, Any] = {"functions": [recipe.programs[0].name]}
+            details: dict[str, Any] = {"functions": [recipe.programs[0].name],
+                                       "compute_precision": compute_precision_name(options.quant)}
             if compression:
                 details["compression"] = compression
             return ExportResult(files=[PACKAGE], details=details)
@@ -96,16 +107,25 @@ class CoreMLTarget(Target):
                 descriptor.add_function(str(path), src_function_name="main", target_function_name=program.name)
             descriptor.default_function_name = recipe.programs[0].name
             ct.utils.save_multifunction(descriptor, str(out_dir / PACKAGE))
-        details: dict[str, Any] = {"functions": [p.name for p in recipe.programs]}
+        details: dict[str, Any] = {"functions": [p.name for p in recipe.programs],
+                                   "compute_precision": compute_precision_name(options.quant)}
         if any(compression.values()):
             details["compression"] = compression
         return ExportResult(files=[PACKAGE], details=details)
 
     def _convert(self, program, options: ExportOptions, path: Path, recipe) -> dict[str, Any]:
-        """Convert one program to ``path``; returns the weight-compression facts (empty for float schemes)."""
+        """Convert one program to ``path``; returns the weight-compression facts (empty for other schemes).
+
+        The program's module is the eager model, or for ``int8`` the PT2E-converted graph of
+        engine ``pt2e-coreml`` (float ops between quantize/dequantize pairs), which coremltools
+        turns into ``quantize``/``dequantize`` ops and int8 constant weights.
+        """
         import coremltools as ct
         import torch
 
+        engine = self.quant_engine(options)
+        if engine is not None and not engine.post_export:
+            engine.register_ops()  # the quantized_decomposed ops of the converted graph
         exported = torch.export.export(program.module.eval(), program.example_inputs(), strict=False)
         exported = exported.run_decompositions({})
         pipeline = ct.PassPipeline.DEFAULT
@@ -127,8 +147,7 @@ class CoreMLTarget(Target):
         model.user_defined_metadata["edgeir.io"] = json.dumps(program.to_json())
         model.user_defined_metadata["edgeir.tile"] = json.dumps(recipe.tile.to_json())
         compression: dict[str, Any] = {}
-        engine = self.quant_engine(options)
-        if engine is not None:
+        if engine is not None and engine.post_export:
             model, compression = _compress(engine, model, options.quant, path)
         model.save(str(path))
         if compression:
@@ -145,7 +164,7 @@ class CoreMLTarget(Target):
             return None
         return CoreMLProfileRunner(bundle.path / PACKAGE, bundle.programs)
 
-    def runtime_unavailable_reason(self) -> str:
+    def runtime_unavailable_reason(self, bundle=None) -> str:
         if platform.system() == "Darwin":
             return ""
         return (f"Core ML predictions need macOS; this host runs {platform.system()}, so the package was "
@@ -178,6 +197,14 @@ class CoreMLTarget(Target):
 
     def toolchain_versions(self) -> dict[str, str]:
         return {"coremltools": package_version("coremltools")}
+
+
+def compute_precision_name(quant: str) -> str:
+    """Precision Core ML computes the program's float operations in: float32 for ``fp32``, else float16.
+
+    For ``int8`` that is everything between the quantize/dequantize pairs and what stays float.
+    """
+    return "float32" if quant == "fp32" else "float16"
 
 
 def _compress(engine, model, scheme: str, path: Path) -> tuple[Any, dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Core ML weight compression (int8-weights, w4): compressed ops in the package, smaller than float16."""
+"""Core ML quantization: weight compression (int8-weights, w4), smaller than float16, and static int8
+(W8A8, PT2E with CoreMLQuantizer, PTQ and QAT): quantize/dequantize ops and int8 weights in the package."""
 
 from __future__ import annotations
 
@@ -43,3 +44,56 @@ def _package_bytes(bundle) -> int:
 def test_weight_compression_schemes_are_coreml_only(tmp_path, target, quant):
     with pytest.raises(UsageError, match="coreml"):
         edgeir.export("anyir", target, variant="tiny", quant=quant, output=tmp_path)
+
+
+SIZE = (32, 32)
+
+
+@pytest.fixture(scope="module")
+def coreml_int8(tmp_path_factory):
+    """Core ML int8 bundles of AnyIR tiny at 32x32: PTQ (0 steps) and QAT (2 steps), exported once each."""
+    out = tmp_path_factory.mktemp("coreml-int8")
+    cache = {}
+
+    def get(qat_steps):
+        if qat_steps not in cache:
+            cache[qat_steps] = edgeir.export("anyir", "coreml", variant="tiny", task="denoise25", quant="int8",
+                                             qat_steps=qat_steps, input_size=SIZE, weights="random",
+                                             output=out / str(qat_steps))
+        return cache[qat_steps]
+
+    return get
+
+
+@pytest.mark.target_coreml
+@pytest.mark.parametrize("qat_steps", [0, 2])
+def test_coreml_int8_package_holds_quantized_ops(coreml_int8, qat_steps):
+    bundle = coreml_int8(qat_steps)
+    manifest = bundle.manifest
+    assert bundle.path.name == "anyir-tiny-denoise25-coreml-int8"
+    quant = manifest["quantization"]
+    assert quant["engine"] == "pt2e-coreml" and quant["mode"] == ("qat" if qat_steps else "ptq")
+    assert quant["qat_steps"] == qat_steps
+    details = quant["programs"]["forward"]
+    assert details["quantizer"] == "CoreMLQuantizer" and details["quantized_layers"]["int8"] > 0
+    assert details["fakequant_vs_float_psnr_db"] > 20
+    if qat_steps:
+        assert details["qat"]["steps"] == qat_steps
+    assert [name.rsplit(".", 1)[0] for name in quant["fakequant_files"]] == ["fakequant/forward"]
+    assert all((bundle.path / name).is_file() for name in quant["fakequant_files"])
+    assert manifest["target_details"]["compute_precision"] == "float16"
+    ops = TARGET.inspect(bundle)["functions"]["main"]["op_counts"]  # read back from the saved package
+    assert ops.get("quantize", 0) >= 1 and ops.get("dequantize", 0) >= 1
+    assert ops.get("constexpr_affine_dequantize", 0) == details["quantized_layers"]["int8"]
+
+
+@pytest.mark.target_coreml
+def test_coreml_int8_verify_says_why_it_is_not_run(coreml_int8):
+    bundle = coreml_int8(0)
+    if TARGET.runtime(bundle) is not None:
+        pytest.skip("this host runs Core ML")
+    assert bundle.manifest["export_check"]["status"] == "not-run"
+    assert "macOS" in bundle.manifest["export_check"]["reason"]
+    report = edgeir.verify(bundle.path, photos=1)
+    assert report.status == "not-run" and "macOS" in report.data["reason"]
+    assert "quantize" in report.data["structure"]["functions"]["main"]["op_counts"]
