@@ -133,8 +133,14 @@ class Target(ABC):
         """
         return None
 
-    def runtime_unavailable_reason(self) -> str:
-        """Why :meth:`runtime` returns None on this host; empty when it does not."""
+    def runtime_unavailable_reason(self, bundle: Bundle | None = None) -> str:
+        """Why :meth:`runtime` returns None on this host; empty when it does not.
+
+        Args:
+            bundle: The bundle asked about, for targets whose bundles differ (an ExecuTorch
+                ``.pte`` runs here or not by its delegate). Without it, the reason for the
+                bundles of this target that do not run here.
+        """
         return ""
 
     def inspect(self, bundle: Bundle) -> dict[str, Any]:

@@ -1,0 +1,129 @@
+"""ExecuTorch with the Core ML delegate (--backend coreml): a .pte this host writes but cannot run."""
+
+from __future__ import annotations
+
+import pytest
+
+import edgeir
+from edgeir.discovery import targets
+from edgeir.errors import UsageError
+
+pytest.importorskip("executorch")
+pytest.importorskip("coremltools")
+
+SIZE = (32, 32)
+
+
+@pytest.fixture(scope="module")
+def coreml_pte(tmp_path_factory):
+    """AnyIR tiny at 32x32 through the Core ML delegate, one bundle per scheme, exported once each."""
+    out = tmp_path_factory.mktemp("executorch-coreml")
+    cache = {}
+
+    def get(quant):
+        if quant not in cache:
+            cache[quant] = edgeir.export("anyir", "executorch", backend="coreml", variant="tiny", task="denoise25",
+                                         quant=quant, input_size=SIZE, weights="random", output=out)
+        return cache[quant]
+
+    return get
+
+
+@pytest.mark.target_executorch
+def test_fp32_pte_holds_a_coreml_delegate(coreml_pte):
+    bundle = coreml_pte("fp32")
+    target = targets().get("executorch")
+    assert bundle.path.name == "anyir-tiny-denoise25-executorch-coreml-fp32"
+    details = bundle.manifest["target_details"]
+    assert details["delegates"] == ["CoreMLBackend"]
+    assert details["coreml"] == {"minimum_deployment_target": "iOS17", "compute_precision": "float32"}
+    delegation = details["delegation"]["forward"]
+    assert delegation["delegate_subgraphs"] >= 1 and delegation["coverage"] > 0.9
+    structure = target.inspect(bundle)  # read back from the .pte
+    assert structure["methods"] == ["forward"] and structure["delegates"] == ["CoreMLBackend"]
+    assert structure["coreml_delegates"]["forward"]["op_counts"].get("conv", 0) >= 1
+    if target.runtime(bundle) is None:  # no CoreMLBackend in this runtime (every non-Apple host)
+        check = bundle.manifest["export_check"]
+        assert check["status"] == "not-run" and "CoreMLBackend" in check["reason"] and "Apple" in check["reason"]
+        assert target.profile_runner(bundle, 1) is None
+        assert "Apple" in target.runtime_unavailable_reason(bundle)
+        report = edgeir.verify(bundle.path, photos=1)
+        assert report.status == "not-run" and "CoreMLBackend" in report.reason
+
+
+@pytest.mark.target_executorch
+def test_int8_goes_through_the_coreml_quantizer(coreml_pte):
+    bundle = coreml_pte("int8")
+    quant = bundle.manifest["quantization"]
+    assert quant["engine"] == "pt2e-coreml" and quant["mode"] == "ptq"
+    assert [name.rsplit(".", 1)[0] for name in quant["fakequant_files"]] == ["fakequant/forward"]
+    details = bundle.manifest["target_details"]
+    assert details["delegates"] == ["CoreMLBackend"] and details["coreml"]["compute_precision"] == "float16"
+    ops = targets().get("executorch").inspect(bundle)["coreml_delegates"]["forward"]["op_counts"]
+    assert ops.get("quantize", 0) >= 1 and ops.get("dequantize", 0) >= 1
+    assert ops.get("constexpr_affine_dequantize", 0) == quant["programs"]["forward"]["quantized_layers"]["int8"]
+    assert bundle.manifest["export_check"]["status"] in ("not-run", "passed")
+
+
+@pytest.mark.target_executorch
+def test_several_programs_share_one_multifunction_delegate(tmp_path):
+    """Two methods: the Core ML delegate stores one multifunction model; inspect reads each method's function."""
+    import torch
+    from torch import nn
+
+    from edgeir.bundle import Bundle
+    from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec
+    from edgeir.target import ExportOptions
+
+    torch.manual_seed(0)
+    shape = (1, 3, 16, 16)
+    modules = {"exit_1": nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)),
+               "exit_2": nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), nn.Sigmoid())}
+    recipe = ExportRecipe(tuple(Program(name, module.eval(), (TensorSpec("image", shape),),
+                                        (TensorSpec("restored", shape),)) for name, module in modules.items()),
+                          TileSpec((16, 16), 4, 8))
+    target = targets().get("executorch")
+    result = target.export(recipe, ExportOptions("coreml", "fp32"), tmp_path)
+    bundle = Bundle(tmp_path, {"recipe": recipe.to_json(), "target_details": result.details, "backend": "coreml"})
+    structure = target.inspect(bundle)
+    assert structure["methods"] == ["exit_1", "exit_2"] and structure["delegates"] == ["CoreMLBackend"]
+    functions = structure["coreml_delegates"]
+    assert functions["exit_1"]["op_counts"]["conv"] == 2 and functions["exit_2"]["op_counts"]["conv"] == 1
+    assert "sigmoid" in functions["exit_2"]["op_counts"] and "sigmoid" not in functions["exit_1"]["op_counts"]
+    if target.runtime_unavailable_reason(bundle):
+        assert target.runtime(bundle) is None
+
+
+@pytest.mark.target_executorch
+def test_xnnpack_bundles_still_run_here():
+    target = targets().get("executorch")
+
+    class Stub:
+        manifest = {"backend": "xnnpack"}
+
+    assert target.runtime_unavailable_reason(Stub()) == ""
+
+
+@pytest.mark.parametrize("quant, precision", [("fp32", "FLOAT32"), ("fp16", "FLOAT16"), ("int8", "FLOAT16")])
+def test_coreml_compile_specs_follow_the_scheme(quant, precision):
+    import coremltools as ct
+    from edgeir.targets.executorch import coreml_partitioner
+    from executorch.backends.apple.coreml.compiler import CoreMLBackend
+
+    specs = coreml_partitioner(quant).delegation_spec.compile_specs
+    assert CoreMLBackend.model_compute_precision_from_compile_specs(specs) == getattr(ct.precision, precision)
+    assert CoreMLBackend.min_deployment_target_from_compile_specs(specs) == ct.target.iOS17
+    passes = CoreMLBackend.pass_pipeline_from_compile_specs(specs).passes
+    assert "common::reduce_transposes" not in passes and "common::const_elimination" in passes
+
+
+@pytest.mark.parametrize("backend", ["xnnpack", "portable"])
+def test_fp16_needs_the_coreml_delegate(tmp_path, backend):
+    with pytest.raises(UsageError, match="'fp16' is not available for target executorch.*--backend coreml"):
+        edgeir.export("anyir", "executorch", backend=backend, variant="tiny", quant="fp16", output=tmp_path)
+    assert not list(tmp_path.iterdir())
+
+
+def test_int8_is_refused_on_portable_kernels(tmp_path):
+    with pytest.raises(UsageError, match="needs the xnnpack backend .* or the coreml backend"):
+        edgeir.export("anyir", "executorch", backend="portable", variant="tiny", quant="int8", output=tmp_path)
