@@ -540,11 +540,17 @@ _TINY = dict(dim=8, num_blocks=(1, 1, 1, 1), n_encoder_res=1)
 def _task_kind(task: str) -> tuple[str, int]:
     if task.startswith("sr"):
         return "sr", int(task[2:])
+    if task.startswith("denoise"):  # image in, image out with a residual: the deblurring layout
+        return "deblur", 1
     return task, 1
 
 
 def config_for(variant: str, task: str) -> DiffIRConfig:
-    """The configuration of ``variant`` for ``task`` (``deblur``, ``sr4``, ``sr2``, ``sr1``, ``inpaint``)."""
+    """The configuration of ``variant`` for ``task`` (``deblur``, ``sr4``, ``sr2``, ``sr1``, ``inpaint``).
+
+    The Gaussian denoising tasks (``denoise15/25/50``), which the paper does not train, take the
+    deblurring layout: the same image-to-image DIRformer with an image residual.
+    """
     import dataclasses
 
     kind, scale = _task_kind(task)

@@ -8,6 +8,7 @@ average pool. The released GoPro/REDS deblurring models are evaluated as NAFNet-
 Variants (the released configurations depend on the task):
     paper: deblur = NAFNet-GoPro-width32 (enc [1,1,1,28], middle 1, dec [1,1,1,1]): 17.112M;
         denoise-real = NAFNet-SIDD-width32 (enc [2,2,4,8], middle 12, dec [2,2,2,2]): 29.160M.
+        The synthetic Gaussian tasks (denoise15/25/50) take the SIDD denoising layout.
     width64: the same layouts at width 64 (GoPro 67.889M, SIDD 115.983M).
     mobile: width 16, enc [1,1,1,4], middle 1, dec [1,1,1,1] (1.49M); for phones.
     tiny: width 8, one block per level; for tests.
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
 
-TASKS = ("deblur", "denoise-real")
+TASKS = ("deblur", "denoise-real", "denoise15", "denoise25", "denoise50")
 PROGRAM_MULTIPLE = 16  # the model pads to this internally; exported programs take it exactly
 DEFAULT_SIZE = {"paper": 256, "width64": 256, "mobile": 256, "tiny": 64}
 _GOPRO = {"enc_blk_nums": (1, 1, 1, 28), "middle_blk_num": 1, "dec_blk_nums": (1, 1, 1, 1)}
@@ -53,7 +54,7 @@ def config(variant: str, task: str):
     """The :class:`~.model.NAFNetConfig` of a variant for a task."""
     from edgeir.plugins.nafnet.model import NAFNetConfig
 
-    layout = _SIDD if task == "denoise-real" else _GOPRO
+    layout = _SIDD if task.startswith("denoise") else _GOPRO
     if variant == "paper":
         return NAFNetConfig(width=32, **layout)
     if variant == "width64":
@@ -143,4 +144,5 @@ LOCAL_SPEC = MethodSpec(
     recipe=_recipe_local,
     io=_io_local,
     convert_checkpoint=_convert_checkpoint,
+    weights_of="nafnet",
 )
