@@ -196,11 +196,26 @@ def run_eval(subject: str, *, task: str | None = None, variant: str | None = Non
     return NamedEval(f"{subject} {variant}", task, info.to_json(), result, len(pairs), crop, images.source)
 
 
+def run_on_photo(runner, program: dict[str, Any], programs: Sequence[dict[str, Any]], photo) -> np.ndarray:
+    """Run an artifact's ``program`` on one photo batch as an app does: its other inputs are zeros or
+    the outputs of the artifact's own programs on the same photo (:mod:`edgeir.feeds`)."""
+    from edgeir.feeds import fill_inputs
+
+    by_name = {p["name"]: p for p in programs}
+    photo = np.ascontiguousarray(photo, np.float32)
+
+    def from_program(name: str) -> np.ndarray:
+        return runner.run(name, fill_inputs(by_name[name], photo, from_program))[0]
+
+    return runner.run(program["name"], fill_inputs(program, photo, from_program))[0]
+
+
 def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
     from edgeir.bundle import Bundle
     from edgeir.data import evaluation_pairs
     from edgeir.discovery import targets
     from edgeir.errors import UsageError
+    from edgeir.feeds import photo_inputs, runs_on_photos
 
     bundle = Bundle.open(path)
     manifest = bundle.manifest
@@ -216,22 +231,21 @@ def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
     input_psnr = None
     crop = 0
     for program in bundle.programs:
-        inputs, outputs = program["inputs"], program["outputs"]
-        if len(inputs) != 1 or len(outputs) != 1 or inputs[0]["kind"] != "image" or outputs[0]["kind"] != "image":
+        if not runs_on_photos(program, bundle.programs) or program["outputs"][0]["kind"] != "image":
             continue
-        _, channels, height, width = inputs[0]["shape"]
+        _, channels, height, width = program["inputs"][photo_inputs(program)[0]]["shape"]
         if height != width:
             raise UsageError(f"edgeir eval needs a square program input; {program['name']} is {height}x{width}")
         crop = height * io["scale"]
         pairs = evaluation_pairs(manifest["task"], source=images, crop=crop, count=count, seed=seed,
                                  in_channels=channels, scale=io["scale"])
         name = program["name"]
-        result = evaluate(lambda x, name=name: runner.run(name, [np.ascontiguousarray(x, np.float32)])[0], pairs)
+        result = evaluate(lambda x, program=program: run_on_photo(runner, program, bundle.programs, x), pairs)
         exits[name] = result.exits[SINGLE_EXIT]
         input_psnr = result.input_psnr_db
         for record in result.images:
             per_image.setdefault(record["name"], {"name": record["name"]})[name] = record[SINGLE_EXIT]
     if not exits:
-        raise UsageError(f"bundle {path} has no single-image program to evaluate")
+        raise UsageError(f"bundle {path} has no program that restores a photo to evaluate")
     result = EvalResult(exits, input_psnr, list(per_image.values()))
     return NamedEval(str(path), manifest["task"], manifest["weights"], result, count, crop, images.source)

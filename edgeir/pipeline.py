@@ -128,7 +128,7 @@ def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme, quantized=
     for program in reference.programs:
         example = [x.numpy() for x in program.example_inputs()]
         if quantized is not None and program.name in quantized.samples:
-            example = [quantized.samples[program.name].numpy()]
+            example = [x.numpy() for x in quantized.samples[program.name]]
         try:
             got = runner.run(program.name, example)
         except Exception as exc:
@@ -218,6 +218,10 @@ def export(
             if exits is not None and not any(p.name.startswith("exit_") for p in recipe.programs):
                 raise UsageError(f"method '{method}' has no early exits (its programs: "
                                  f"{', '.join(p.name for p in recipe.programs)}); drop --exits")
+            if engine is not None and not engine.post_export:
+                from edgeir.quantize import quantized_programs
+
+                recipe = quantized_programs(recipe)
         with stage("rewrite", bar, timings):
             lowered, rewrite_records = apply_rewrites(recipe, options.backend)
         quantized = None

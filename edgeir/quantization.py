@@ -102,9 +102,14 @@ class QuantEngine(ABC):
     post_export: bool = False
     fakequant_suffix: str = ".pt2"
 
-    def quantize(self, program: Program, scheme: str, calibration: Calibration, hints: QuantHints,
-                 qat_steps: int = 0, trainer: Trainer | None = None) -> QuantizedProgram:
-        """Quantize ``program.module`` (PTQ when ``qat_steps`` is 0, else QAT through ``trainer``)."""
+    def quantize(self, program: Program, scheme: str, calibration: Sequence[tuple[torch.Tensor, ...]],
+                 hints: QuantHints, qat_steps: int = 0, trainer: Trainer | None = None) -> QuantizedProgram:
+        """Quantize ``program.module`` (PTQ when ``qat_steps`` is 0, else QAT through ``trainer``).
+
+        Args:
+            calibration: The program's inputs for each calibration batch (the degraded photos,
+                and whatever else the program takes, filled as an app fills it).
+        """
         raise NotImplementedError(f"engine {self.name} quantizes the exported artifact, not the program")
 
     def compress(self, artifact: Any, scheme: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,60 @@ def check_qat_steps(scheme: QuantScheme, qat_steps: int) -> None:
                          "quantization-aware training")
 
 
-def _single_image(program) -> bool:
-    return len(program.inputs) == 1 and program.inputs[0].kind == "image" and len(program.inputs[0].shape) == 4
+def program_feeder(program, recipe) -> Callable[[Any], tuple[Any, ...]]:
+    """``feed(photos) -> inputs``: the inputs of ``program`` for a batch of degraded photos.
+
+    The photo input takes the batch; the others are filled as :mod:`edgeir.feeds` fills them for an
+    artifact: ``zeros``, or the float output of program ``<name>`` (``program:<name>``) on the same batch.
+
+    Raises:
+        UsageError: for a program that does not run on photos (an input edgeir cannot fill).
+    """
+    import torch
+
+    from edgeir.feeds import ZEROS, photo_inputs, runs_on_photos, source_program
+
+    manifest = program.to_json()
+    if not runs_on_photos(manifest, [p.to_json() for p in recipe.programs]):
+        raise UsageError(f"program '{program.name}' does not run on photos (one photo input, the other inputs zeros "
+                         "or another program's output); an integer scheme cannot calibrate it")
+    photo = photo_inputs(manifest)[0]
+    sources = []
+    for index, spec in enumerate(program.inputs):
+        if index == photo:
+            sources.append(None)
+        elif spec.source == ZEROS:
+            sources.append(("zeros", spec.shape[1:]))
+        else:
+            name = source_program(manifest["inputs"][index])
+            sources.append(("program", (recipe.program(name).module.eval(), program_feeder(recipe.program(name),
+                                                                                          recipe))))
+
+    def feed(photos):
+        inputs = []
+        for source in sources:
+            if source is None:
+                inputs.append(photos)
+            elif source[0] == "zeros":
+                inputs.append(photos.new_zeros((photos.shape[0], *source[1])))
+            else:
+                module, inner = source[1]
+                with torch.no_grad():
+                    inputs.append(module(*inner(photos)).detach())
+        return tuple(inputs)
+
+    return feed
+
+
+def quantized_programs(recipe):
+    """``recipe`` with only the programs an integer export contains (:attr:`QuantHints.programs`)."""
+    names = recipe.quant.programs
+    if names is None:
+        return recipe
+    missing = [n for n in names if n not in {p.name for p in recipe.programs}]
+    if missing:
+        raise ValueError(f"QuantHints.programs names {missing}, which the recipe does not have")
+    return dataclasses.replace(recipe, programs=tuple(p for p in recipe.programs if p.name in names))
 
 
 def calibration_data(spec, task: str, height: int, width: int, *, count: int, source: str | Path | None = None,
@@ -108,17 +161,46 @@ def calibration_data(spec, task: str, height: int, width: int, *, count: int, so
     return calibration, pairs
 
 
-def make_trainer(pairs, program_name: str, spec=None):
+def fed_program(module, feed):
+    """``module`` behind a one-input call, ``fed(photos) = module(*feed(photos))``: what the training
+    loop and the objective see of a prepared program with inputs besides the photo.
+
+    The modules ``feed`` runs (float programs) stay outside: not trained, not in its state.
+    """
+    import torch
+
+    from edgeir.evaluation import set_training
+
+    class FedProgram(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = module
+
+        def train(self, mode: bool = True):
+            set_training(self.inner, mode)
+            self.training = mode
+            return self
+
+        def forward(self, photos):
+            return self.inner(*feed(photos))
+
+    return FedProgram()
+
+
+def make_trainer(pairs, program_name: str, spec=None, feed=None):
     """The QAT loop for one program: edgeir's ``fine_tune`` with the method's objective.
 
     The objective is made for the quantization-prepared graph of the program: what it can compute
     there is what trains (FlexIR's self-distillation keeps its reconstruction term, as a one-exit
     graph exposes no staged features; a method without an objective gets Charbonnier). The report
-    names the objective and whatever it logged about itself.
+    names the objective and whatever it logged about itself. ``feed`` fills the program's other
+    inputs from the photo batch (:func:`program_feeder`).
     """
     from edgeir.train import fine_tune, make_objective
 
     def train(module, steps: int) -> dict[str, Any]:
+        if feed is not None:
+            module = fed_program(module, feed)
         objective = make_objective(spec, module)
         report = fine_tune(module, objective, pairs, steps=steps, lr=QAT_LR,
                            progress_desc=f"QAT {program_name}", device="cpu")
@@ -136,21 +218,28 @@ def quantize_recipe(engine: QuantEngine, scheme: QuantScheme, spec, recipe, task
     Raises:
         UsageError: for a program that is not a single-image program (nothing to calibrate it with).
     """
+    from edgeir.feeds import photo_inputs
+
     first = recipe.programs[0]
-    _, _, height, width = first.inputs[0].shape
+    _, _, height, width = first.inputs[photo_inputs(first.to_json())[0]].shape
     calib, pairs = calibration_data(spec, task, height, width, count=recipe.quant.calibration_size,
                                     source=calibration, seed=seed)
     results: dict[str, QuantizedProgram] = {}
     programs = []
+    samples = {}
     for program in recipe.programs:
-        if not _single_image(program) or tuple(program.inputs[0].shape[-2:]) != (height, width):
-            raise UsageError(f"program '{program.name}' is not a single-image program of the calibration shape; "
-                             f"{scheme.name} cannot calibrate it")
-        result = engine.quantize(program, scheme.name, calib, recipe.quant, qat_steps=qat_steps,
-                                 trainer=make_trainer(pairs, program.name, spec) if qat_steps else None)
+        feed = program_feeder(program, recipe)
+        photo = program.inputs[photo_inputs(program.to_json())[0]]
+        if tuple(photo.shape[-2:]) != (height, width):
+            raise UsageError(f"program '{program.name}' takes {photo.shape[-2]}x{photo.shape[-1]} photos, not the "
+                             f"calibration shape {height}x{width}; {scheme.name} cannot calibrate it")
+        inputs = [feed(degraded) for degraded, _ in calib.batches]
+        result = engine.quantize(program, scheme.name, inputs, recipe.quant, qat_steps=qat_steps,
+                                 trainer=make_trainer(pairs, program.name, spec,
+                                                      feed if len(program.inputs) > 1 else None) if qat_steps else None)
         results[program.name] = result
         programs.append(dataclasses.replace(program, module=result.export_module))
-    samples = {p.name: calib.batches[0][0][:1] for p in recipe.programs}
+        samples[program.name] = tuple(x[:1] for x in inputs[0])
     return QuantizeResult(dataclasses.replace(recipe, programs=tuple(programs)), results, calib, samples)
 
 

@@ -173,10 +173,20 @@ class Rewrite:
 
 @dataclass(frozen=True)
 class QuantHints:
-    """Method hints for quantization engines."""
+    """Method hints for quantization engines.
+
+    Args:
+        keep_float: Modules left in float, named as in the method's model (``condition`` for
+            ``model.condition``); a program that wraps the model keeps them too.
+        calibration_size: Calibration crops.
+        programs: Programs an integer export contains (None: all). A program that is only the
+            composition of others (DiffIR's ``forward`` = ``prior`` then ``restore``) is left out,
+            so one quantized copy of each part is calibrated, trained and shipped.
+    """
 
     keep_float: tuple[str, ...] = ()
     calibration_size: int = 32
+    programs: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,8 @@ def verify(
         if fakequant is not None:
             data["programs"][program.name]["fakequant"] = _three_way(
                 program_manifest, reference, ReferenceRunner(fakequant), runner, manifest["task"], photos, seed,
-                quant_schemes().get(manifest["quant"]).fakequant_tolerance_db)
+                quant_schemes().get(manifest["quant"]).fakequant_tolerance_db,
+                _reference_feeder(recipe, bundle.programs, reference))
     failed = [name for name, result in data["programs"].items() if result.get("status") == "failed"]
     disagree = [name for name, result in data["programs"].items()
                 if result.get("fakequant", {}).get("status") == "failed"]
@@ -237,24 +238,27 @@ def _record_exit_results(bundle: Bundle, data: dict[str, Any]) -> None:
 
 
 def _three_way(program: dict[str, Any], reference: ReferenceRunner, fakequant: ReferenceRunner, runner, task: str,
-               count: int, seed: int, tolerance: float | None) -> dict[str, Any]:
+               count: int, seed: int, tolerance: float | None, feeds) -> dict[str, Any]:
     """Float model, fake-quant model and artifact on the same photos: PSNR of each pair.
 
     ``artifact_vs_fakequant`` below ``tolerance`` means the artifact is not the model that was
     quantized (NOTES.md: a PT2E lowering that gave 11-17 dB while the fake-quant model was fine).
+    All three get the same inputs; ``feeds(program, batch)`` fills those besides the photo.
     """
-    _, channels, height, width = program["inputs"][0]["shape"]
+    _, channels, height, width = program["inputs"][photo_inputs(program)[0]]["shape"]
+    kind = program["outputs"][0]
     rows = []
     for index, (name, photo) in enumerate(builtin_photos(count)):
         clean = fit_to(photo, height, width)
         degraded, _ = degrade(clean, task, seed + index)
         batch = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None, :channels], dtype=np.float32)
-        floating = reference.run([batch])[0]
-        simulated = fakequant.run([batch])[0]
-        got = runner.run(program["name"], [batch])[0]
-        rows.append({"photo": name, "artifact_vs_float_db": round(psnr(got, floating), 2),
-                     "fakequant_vs_float_db": round(psnr(simulated, floating), 2),
-                     "artifact_vs_fakequant_db": round(psnr(got, simulated), 2)})
+        inputs = feeds(program, batch)
+        floating = reference.run(inputs)[0]
+        simulated = fakequant.run(inputs)[0]
+        got = runner.run(program["name"], inputs)[0]
+        rows.append({"photo": name, "artifact_vs_float_db": round(output_psnr(got, floating, kind), 2),
+                     "fakequant_vs_float_db": round(output_psnr(simulated, floating, kind), 2),
+                     "artifact_vs_fakequant_db": round(output_psnr(got, simulated, kind), 2)})
     worst = min(row["artifact_vs_fakequant_db"] for row in rows)
     return {
         "status": "failed" if tolerance is not None and worst < tolerance else "passed",

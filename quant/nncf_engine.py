@@ -10,9 +10,13 @@ which a plain export would contain, do not load in ONNX Runtime (see NOTES.md).
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
-from edgeir.quantization import Calibration, QuantEngine, QuantizedProgram, Trainer
+from edgeir.quantization import QuantEngine, QuantizedProgram, Trainer
+
+if TYPE_CHECKING:
+    import torch
 
 
 def use_reference_kernels() -> None:
@@ -85,6 +89,26 @@ def native_quantizers(model) -> int:
     return count
 
 
+def kept_operations(module, example, keep_float: tuple[str, ...]) -> list[str]:
+    """NNCF names of the weighted operations inside the modules ``keep_float`` names.
+
+    NNCF names operations by the forward calls that reach them (``E/0/conv2d/0``), not by module path,
+    so the kept modules are found through their weights (``model.condition.E.0.weight``).
+    """
+    from edgeir.quant.pt2e import in_kept_module
+    from nncf.torch import wrap_model
+
+    graph = wrap_model(module, example if len(example) > 1 else example[0], trace_parameters=True).get_graph()
+    kept = []
+    for node in graph.get_all_nodes():
+        for edge in graph.get_input_edges(node):
+            source = edge.from_node.node_name
+            if source.endswith(".weight") and in_kept_module(source.rsplit(".", 1)[0], keep_float):
+                kept.append(node.node_name)
+                break
+    return kept
+
+
 class NNCFEngine(QuantEngine):
     name = "nncf"
     schemes = ("int8",)
@@ -93,20 +117,23 @@ class NNCFEngine(QuantEngine):
         ok = importlib.util.find_spec("nncf") is not None
         return ok, "" if ok else "the nncf package is needed for ONNX int8"
 
-    def quantize(self, program, scheme: str, calibration: Calibration, hints, qat_steps: int = 0,
-                 trainer: Trainer | None = None) -> QuantizedProgram:
+    def quantize(self, program, scheme: str, calibration: Sequence[tuple[torch.Tensor, ...]], hints,
+                 qat_steps: int = 0, trainer: Trainer | None = None) -> QuantizedProgram:
         import nncf
         import torch
 
         use_reference_kernels()
         example = program.example_inputs()
         module = program.module.eval()
-        samples = [item for degraded, _ in calibration.batches for item in degraded.split(1)]
-        ignored = nncf.IgnoredScope(names=list(hints.keep_float), validate=False) if hints.keep_float else None
+        samples = [tuple(x[index:index + 1] for x in inputs) for inputs in calibration
+                   for index in range(inputs[0].shape[0])]
+        ignored = nncf.IgnoredScope(names=kept_operations(module, example, hints.keep_float)) \
+            if hints.keep_float else None
         kwargs: dict[str, Any] = {"subset_size": len(samples)}
         if ignored is not None:
             kwargs["ignored_scope"] = ignored
-        quantized = nncf.quantize(module, nncf.Dataset(samples), **kwargs)
+        # A tuple item is passed to the model as its positional arguments.
+        quantized = nncf.quantize(module, nncf.Dataset(samples, transform_func=tuple), **kwargs)
         details: dict[str, Any] = {"quantizer": f"nncf {nncf.__version__} (torch backend)",
                                    "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",
                                    "kept_float": list(hints.keep_float)}
@@ -117,7 +144,8 @@ class NNCFEngine(QuantEngine):
                 parameter.requires_grad_(parameter.is_floating_point())
             details["qat"] = trainer(quantized, qat_steps)
         quantized.eval()
-        stripped = nncf.strip(quantized, do_copy=True, strip_format=nncf.StripFormat.NATIVE, example_input=example[0])
+        stripped = nncf.strip(quantized, do_copy=True, strip_format=nncf.StripFormat.NATIVE,
+                              example_input=example[0] if len(example) == 1 else example)
         stripped.eval()
         details["native_quantizers"] = native_quantizers(stripped)
         with torch.no_grad():

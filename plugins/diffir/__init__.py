@@ -14,6 +14,7 @@ stays global, because the IPR it produces is by design one vector for the whole 
 
 Variants (per task; the ``paper`` counts equal the official unique parameter counts):
     paper: the official configs. deblur: dim 48, blocks [3,5,6,6], 4 refinement, FFN 2 (26.912M);
+        denoise15/25/50 (not in the paper) take the deblur layout;
         sr4/sr2/sr1 (RealSR): dim 64, blocks [13,1,1,1], 13 refinement, FFN 2.2, BiasFree LN
         (24.971M / 24.982M / 25.023M); inpaint: dim 52, blocks [1,1,1,9], no refinement, FFN 1.8 (26.402M).
     mobile: dim 24 with fewer blocks and 2 CPEN residual blocks; for phones at 256x256.
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
 
-TASKS = ("deblur", "sr4", "sr2", "sr1", "inpaint")
+TASKS = ("deblur", "sr4", "sr2", "sr1", "inpaint", "denoise15", "denoise25", "denoise50")
 DEFAULT_SIZE = {"paper": 256, "mobile": 256, "tiny": 64}
 IPR_DIM = 256
 #: Range documented for the starting vector x_T (standard normal; the artifacts take any value).
@@ -100,7 +101,9 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
         programs=programs,
         tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=multiple,
                       global_state="program:prior"),
-        quant=QuantHints(keep_float=("condition", "denoise"), calibration_size=32),
+        # int8: CPEN and the diffusion MLP stay float (a 256-float prior drives every block); forward is
+        # prior then restore, so an int8 bundle ships those two and one quantized DIRformer.
+        quant=QuantHints(keep_float=("condition", "denoise"), calibration_size=32, programs=("prior", "restore")),
         tlc=record,
     )
 
