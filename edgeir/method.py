@@ -93,6 +93,8 @@ class MethodSpec:
             choosing its exit itself, and returns ``(restored, facts)``; ``facts`` holds at least
             ``exit``, ``macs`` (spent) and ``full_macs`` (what the deepest exit costs).
             ``edgeir run --adaptive`` uses it.
+        weights_of: The method whose shipped weights this one loads when none are given (a TLC
+            form shares its global model's state dict); None for its own.
     """
 
     name: str
@@ -108,6 +110,7 @@ class MethodSpec:
     default_variant: str = "paper"
     objective: Callable[[nn.Module], nn.Module] | None = None
     adaptive: Callable[[Any, Mapping[str, Any], float], Callable[[Any], tuple[Any, dict[str, Any]]]] | None = None
+    weights_of: str | None = None
 
     def __post_init__(self) -> None:
         names = self.variant_names

@@ -85,7 +85,7 @@ def build_model_with_weights(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = spec.build_model(variant, task)
-    shipped = shipped_weights(method, variant, task) if weights is None else None
+    shipped = shipped_weights(spec.weights_of or method, variant, task) if weights is None else None
     if is_random_request(weights):
         log.info("random initialisation (seed %d) requested for %s", seed, method)
         info = WeightsInfo("random-init", state_dict_sha256(model), seed=seed)

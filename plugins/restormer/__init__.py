@@ -128,4 +128,5 @@ LOCAL_SPEC = MethodSpec(
     recipe=_recipe_local,
     io=_io_local,
     convert_checkpoint=_convert_checkpoint,
+    weights_of="restormer",
 )
