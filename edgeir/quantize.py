@@ -234,9 +234,13 @@ def quantize_recipe(engine: QuantEngine, scheme: QuantScheme, spec, recipe, task
             raise UsageError(f"program '{program.name}' takes {photo.shape[-2]}x{photo.shape[-1]} photos, not the "
                              f"calibration shape {height}x{width}; {scheme.name} cannot calibrate it")
         inputs = [feed(degraded) for degraded, _ in calib.batches]
-        result = engine.quantize(program, scheme.name, inputs, recipe.quant, qat_steps=qat_steps,
-                                 trainer=make_trainer(pairs, program.name, spec,
-                                                      feed if len(program.inputs) > 1 else None) if qat_steps else None)
+        # QAT trains against the clean photo: a program that returns no image (DiffIR's prior) is calibrated only.
+        steps = qat_steps if program.outputs[0].kind == "image" else 0
+        trainer = make_trainer(pairs, program.name, spec, feed if len(program.inputs) > 1 else None) if steps else None
+        result = engine.quantize(program, scheme.name, inputs, recipe.quant, qat_steps=steps, trainer=trainer)
+        if qat_steps and not steps:
+            result.details["qat"] = {"steps": 0, "note": "calibrated only: the program returns no image to train "
+                                                         "against the clean photo"}
         results[program.name] = result
         programs.append(dataclasses.replace(program, module=result.export_module))
         samples[program.name] = tuple(x[:1] for x in inputs[0])
