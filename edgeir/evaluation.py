@@ -224,7 +224,8 @@ def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
     target = targets().get(bundle.target)
     runner = target.runtime(bundle)
     if runner is None:
-        raise UsageError(f"the {bundle.target} artifact cannot run on this host: {target.runtime_unavailable_reason()}")
+        raise UsageError(f"the {bundle.target} artifact cannot run on this host: "
+                         f"{target.runtime_unavailable_reason(bundle)}")
     io = manifest["io"]
     exits: dict[str, dict[str, float]] = {}
     per_image: dict[str, dict[str, Any]] = {}

@@ -249,7 +249,8 @@ def export(
             with stage("load", bar, timings):
                 runner = target_obj.runtime(bundle)
             if runner is None:
-                manifest["export_check"] = {"status": "not-run", "reason": target_obj.runtime_unavailable_reason()}
+                manifest["export_check"] = {"status": "not-run",
+                                            "reason": target_obj.runtime_unavailable_reason(bundle)}
                 bar.update(2)
             else:
                 with stage("run", bar, timings):

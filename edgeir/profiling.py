@@ -78,7 +78,7 @@ def profile(
         for count in threads:
             runner = target.profile_runner(bundle, count)
             if runner is None:
-                result = Profile(runtime=runtime, not_run=target.runtime_unavailable_reason(), **base)
+                result = Profile(runtime=runtime, not_run=target.runtime_unavailable_reason(bundle), **base)
                 return result, result.save(bundle.path)
             runtime.update(name=runner.runtime, version=runner.version())
             for entry in programs:

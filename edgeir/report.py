@@ -151,7 +151,7 @@ def crop_rows(entries: list[ReportEntry], photo: str = CROP_PHOTO, seed: int = 0
         runner = target.runtime(entry.bundle)
         artifact = None if runner is None else runner.run(program["name"], [batch])[0][0].transpose(1, 2, 0)
         rows.append(CropRow(entry.label, degraded, references[key], artifact,
-                            "" if runner else target.runtime_unavailable_reason()))
+                            "" if runner else target.runtime_unavailable_reason(entry.bundle)))
     return rows
 
 

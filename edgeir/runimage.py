@@ -112,7 +112,7 @@ def _open(bundle: str | Path | Bundle, program: str | None, adaptive: float | No
     target = targets().get(bundle.target)
     runner = target.runtime(bundle)
     if runner is None:
-        raise UsageError(f"cannot run a {bundle.target} artifact here: {target.runtime_unavailable_reason()}")
+        raise UsageError(f"cannot run a {bundle.target} artifact here: {target.runtime_unavailable_reason(bundle)}")
 
     def run(name: str, inputs: list[np.ndarray]) -> np.ndarray:
         return runner.run(name, inputs)[0]

@@ -76,7 +76,7 @@ def verify(
     }
     runner = target.runtime(bundle)
     if runner is None:
-        data.update(status="not-run", reason=target.runtime_unavailable_reason())
+        data.update(status="not-run", reason=target.runtime_unavailable_reason(bundle))
         write_json(bundle.path / VERIFY, data)
         return VerifyReport(bundle.path, "not-run", data)
 
