@@ -46,12 +46,17 @@ def test_int8_export_records_engine_and_matches_fakequant(int8_bundles, target, 
     assert check["artifact_vs_fakequant_psnr_db"] >= 35
 
 
-def test_onnx_int8_is_a_qdq_model(int8_bundles):
+def test_onnx_int8_is_a_qdq_model_with_integer_weights(int8_bundles):
     import onnx
 
     bundle = int8_bundles("onnx", 0)
-    ops = {node.op_type for node in onnx.load(str(bundle.path / "model.onnx")).graph.node}
-    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    model = onnx.load(str(bundle.path / "model.onnx"))
+    ops = [node.op_type for node in model.graph.node]
+    assert {"QuantizeLinear", "DequantizeLinear"} <= set(ops)
+    convs = ops.count("Conv")
+    int8 = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8 and len(i.dims) > 1]
+    assert bundle.manifest["target_details"]["integer_weights"]["forward"] == len(int8) >= convs
+    assert not any(p.key.startswith("pkg.torch.onnx.") for node in model.graph.node for p in node.metadata_props)
 
 
 def test_verify_compares_float_fakequant_and_artifact(int8_bundles):
