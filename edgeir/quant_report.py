@@ -42,11 +42,23 @@ class SensitivityReport:
 
 
 def module_groups(module, depth: int = 1) -> list[str]:
-    """Names of the submodules ``depth`` levels down that hold parameters (the candidate groups)."""
+    """Names of the submodules ``depth`` levels down that hold parameters (the candidate groups).
+
+    Levels count from the method's model: a program that wraps it (one child holding every parameter,
+    as FlexIR's ``exit_k`` and DiffIR's ``restore`` do) is looked through.
+    """
+    prefix = ""
+    while True:
+        holders = [(name, child) for name, child in module.named_children() if any(True for _ in child.parameters())]
+        own = any(True for _ in module.parameters(recurse=False))
+        if len(holders) != 1 or own:
+            break
+        name, module = holders[0]
+        prefix += f"{name}."
     names = []
     for name, child in module.named_modules():
         if name and name.count(".") == depth - 1 and any(True for _ in child.parameters()):
-            names.append(name)
+            names.append(prefix + name)
     return names
 
 
@@ -59,9 +71,10 @@ def _psnr_vs_float(fakequant, module, batches) -> float:
     fq = frozen(fakequant)
     values = []
     with torch.no_grad():
-        for degraded, _ in batches:
-            for item in degraded.split(1):
-                values.append(psnr(fq(item).numpy(), module(item).numpy()))
+        for inputs in batches:
+            for index in range(inputs[0].shape[0]):
+                item = tuple(x[index:index + 1] for x in inputs)
+                values.append(psnr(fq(*item).numpy(), module(*item).numpy()))
     return float(np.mean(values))
 
 
@@ -74,9 +87,10 @@ def sensitivity(method: str, target: str, *, variant: str | None = None, task: s
         UsageError: for a target without an int8 engine, or a program with no module groups.
     """
     from edgeir.discovery import methods, targets
+    from edgeir.feeds import photo_inputs
     from edgeir.pipeline import apply_rewrites, resolve_target_options
     from edgeir.progress import progress_bar
-    from edgeir.quantize import calibration_data, engine_for
+    from edgeir.quantize import calibration_data, engine_for, program_feeder, quantized_programs
     from edgeir.recipe import RecipeOptions
     from edgeir.reference import build_model_with_weights
 
@@ -90,21 +104,25 @@ def sensitivity(method: str, target: str, *, variant: str | None = None, task: s
         raise UsageError(f"target {target} has no int8 engine")
     model, _ = build_model_with_weights(method, variant, task, weights)
     recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size))
-    lowered, _ = apply_rewrites(recipe, options.backend)
-    program = lowered.programs[0]
-    _, _, height, width = program.inputs[0].shape
+    lowered, _ = apply_rewrites(quantized_programs(recipe), options.backend)
+    # The first program that restores an image (DiffIR's int8 programs: prior -> vector, restore -> image).
+    program = next(p for p in lowered.programs if p.outputs[0].kind == "image")
+    feed = program_feeder(program, lowered)
+    _, _, height, width = program.inputs[photo_inputs(program.to_json())[0]].shape
     calib, _ = calibration_data(spec, task, height, width, count=lowered.quant.calibration_size, source=calibration)
+    inputs = [feed(degraded) for degraded, _ in calib.batches]
     groups = module_groups(program.module, depth)
     if not groups:
         raise UsageError(f"program '{program.name}' has no module groups at depth {depth}")
-    evaluation = calib.batches[:2]
-    base = _psnr_vs_float(engine.quantize(program, "int8", calib, lowered.quant).fakequant, program.module, evaluation)
+    evaluation = inputs[:2]
+    base = _psnr_vs_float(engine.quantize(program, "int8", inputs, lowered.quant).fakequant, program.module,
+                          evaluation)
     costs = []
     with progress_bar(total=len(groups), desc=f"quant-report {method}") as bar:
         for group in groups:
             bar.set_postfix_str(group)
             hints = dataclasses.replace(lowered.quant, keep_float=(*lowered.quant.keep_float, group))
-            result = engine.quantize(program, "int8", calib, hints)
+            result = engine.quantize(program, "int8", inputs, hints)
             value = _psnr_vs_float(result.fakequant, program.module, evaluation)
             costs.append(LayerCost(group, round(value, 2), round(value - base, 3)))
             bar.update(1)

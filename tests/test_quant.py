@@ -103,3 +103,18 @@ def test_bad_scheme_target_combinations_are_clear_errors(tmp_path, target, kwarg
     with pytest.raises(UsageError, match=message):
         edgeir.export("anyir", target, variant="tiny", output=tmp_path, **kwargs)
     assert not list(tmp_path.iterdir())
+
+
+def test_quant_report_ranks_module_groups_of_a_wrapped_program():
+    """The sensitivity report quantizes all but one group at a time; FlexIR's program wraps the model."""
+    from edgeir.quant_report import module_groups, sensitivity
+
+    model = edgeir.build_model("flexir", variant="tiny", weights="random")
+    from edgeir.plugins.flexir.programs import ExitProgram
+
+    assert module_groups(ExitProgram(model, 2)) == [f"model.{name}" for name, child in model.named_children()
+                                                    if any(True for _ in child.parameters())]
+    report = sensitivity("flexir", "executorch", variant="tiny", weights="random", input_size=SIZE, progress=False)
+    assert report.program == "forward" and report.engine == "pt2e-xnnpack"
+    assert {layer.group for layer in report.layers} == set(module_groups(ExitProgram(model, 2)))
+    assert report.all_quantized_psnr_db > 20

@@ -132,5 +132,7 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
         programs=tuple(programs),
         tile=TileSpec(size=(height, width), overlap=min(2 * window, height // 4), multiple=window),
         rewrites=(freeze,),
-        quant=QuantHints(keep_float=("norm",), calibration_size=32),
+        # Every LayerNorm (mean and variance as linear layers) stays float: an int8 variance feeding rsqrt
+        # is where int8 accuracy collapses in transformer restorers (NOTES.md).
+        quant=QuantHints(keep_float=("norm", "norm1", "norm2", "patch_norm"), calibration_size=32),
     )
