@@ -216,11 +216,13 @@ def quantize_recipe(engine: QuantEngine, scheme: QuantScheme, spec, recipe, task
     """Quantize every program of ``recipe`` with ``engine``; returns the recipe to export.
 
     Raises:
-        UsageError: for a program that is not a single-image program (nothing to calibrate it with).
+        UsageError: for a program that does not run on photos (an input edgeir cannot fill, such as
+            FlexIR's staged features: nothing to calibrate it with).
     """
     from edgeir.feeds import photo_inputs
 
     first = recipe.programs[0]
+    program_feeder(first, recipe)  # refuses a program that does not run on photos
     _, _, height, width = first.inputs[photo_inputs(first.to_json())[0]].shape
     calib, pairs = calibration_data(spec, task, height, width, count=recipe.quant.calibration_size,
                                     source=calibration, seed=seed)
