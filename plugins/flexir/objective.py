@@ -1,7 +1,7 @@
 """FlexIR's training objective: progressive self-distillation (Alg. 1, Eq. 2-5).
 
-- Pointer schedule S: over the run the pointer d moves from 1 to N in equal phases,
-  ``d = min(N, 1 + step * N // total_steps)``; exits 1..d are trained at each step.
+- Pointer schedule S: over the first half of the run the pointer d moves from 1 to N in equal
+  phases, then all N exits train (:func:`pointer_schedule` says why); exits 1..d train at each step.
 - Teacher: a frozen copy of the full model as it is when the objective is made (the paper loads
   it from SwinIR weights: build the model, load the SwinIR checkpoint, then make the objective),
   or the ``teacher`` given. Its last-group feature F_t is the distillation target of every exit.
@@ -32,11 +32,25 @@ def charbonnier(output: torch.Tensor, target: torch.Tensor, eps: float = EPS) ->
     return torch.sqrt((output - target) ** 2 + eps * eps).mean()
 
 
-def pointer_schedule(step: int, total_steps: int, groups: int) -> int:
-    """Exits active at ``step``: 1 in the first 1/N of the run, ..., N in the last."""
+#: Share of the run over which the pointer moves from exit 1 to exit N; all N exits train for the rest.
+ACTIVATION_SHARE = 0.5
+
+
+def pointer_schedule(step: int, total_steps: int, groups: int, share: float = ACTIVATION_SHARE) -> int:
+    """Exits active at ``step`` (Alg. 1's schedule S): the pointer steps from 1 to N in equal phases over
+    the first ``share`` of the run, and every exit trains for the rest.
+
+    Alg. 1 leaves S open. With equal phases over the whole run (``share=1``) the deepest exit trains
+    only in the last 1/N, at the bottom of the cosine learning-rate schedule, after the earlier phases
+    moved the groups it reads: in a 200-step CPU fine-tune of ``mobile`` that left exit 4 at 26.0 dB
+    below exits 1-3 (27.9-28.3 dB) and below where it started (28.7 dB).
+    """
     if total_steps <= 0:
         return groups
-    return max(1, min(groups, 1 + step * groups // total_steps))
+    if groups == 1:
+        return 1
+    phase = max(1, round(total_steps * share)) / groups
+    return max(1, min(groups, 1 + int(step / phase)))
 
 
 class ChannelScorer(nn.Module):

@@ -239,3 +239,8 @@ def test_artifact_restores_a_large_photo_with_one_global_ipr(exported, tmp_path)
     expected = np.clip(restore_tiled(pixels, run_tile, policy.tile_for(72, 100), policy.overlap, policy.multiple), 0, 1)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() <= 1.5 / 255
+
+
+def test_gaussian_denoising_takes_the_deblurring_layout():
+    assert config_for("paper", "denoise25") == config_for("paper", "deblur")
+    assert config_for("mobile", "denoise50") == config_for("mobile", "deblur")

@@ -62,3 +62,22 @@ def test_width64_counts():
 def test_restormer_rejects_sizes_that_are_not_multiples_of_8():
     with pytest.raises(ValueError, match="multiples of 8"):
         edgeir.build_model("restormer", variant="tiny")(torch.rand(1, 3, 60, 64))
+
+
+@pytest.mark.parametrize("method", ["restormer", "nafnet"])
+def test_tlc_form_loads_its_global_models_shipped_weights(method):
+    from edgeir.default_weights import shipped_weights
+    from edgeir.reference import build_model_with_weights
+
+    if shipped_weights(method, "tiny", "denoise25") is None:
+        pytest.skip(f"no shipped {method} tiny denoise25 weights")
+    _, global_info = build_model_with_weights(method, "tiny", "denoise25")
+    _, local_info = build_model_with_weights(f"{method}-local", "tiny", "denoise25")
+    assert local_info.source == global_info.source == "edgeir-default"
+    assert local_info.state_sha256 == global_info.state_sha256 and local_info.path == global_info.path
+
+
+def test_gaussian_denoising_takes_the_sidd_layout():
+    from edgeir.plugins.nafnet import config
+
+    assert config("paper", "denoise25") == config("paper", "denoise-real") != config("paper", "deblur")
