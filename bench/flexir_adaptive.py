@@ -4,14 +4,18 @@
    the full model (pointer N) trained with the plain Charbonnier loss for ``--pretrain-steps``, then
    its head copied into every exit, as ``load_checkpoint`` does with an official SwinIR tail.
    Stage B is ``edgeir.finetune("flexir", ...)``: progressive self-distillation (Alg. 1) with the
-   stage-A model as the teacher. ``--weights`` skips both stages.
+   stage-A model as the teacher (with ``--train``).
 2. On every built-in photo (centre crop of 2R x 2R, degraded for the task; R = the region side),
    adaptive inference over 4 regions at each threshold, and regular inference with the full model
    (pointer N) on the same regions through the same controller (eager stages by default, or the
    ExecuTorch staged program with ``--executorch``).
 
-    OMP_NUM_THREADS=2 .venv/bin/python bench/flexir_adaptive.py --variant mobile --pretrain-steps 300 \
-        --steps 300 --region 64 --out bench/out
+Without ``--weights`` or ``--train`` it uses the weights edgeir ships (``bench/train_default_weights.py``
+trains them the same two-stage way).
+
+    OMP_NUM_THREADS=1 .venv/bin/python bench/flexir_adaptive.py --variant mobile --region 64 --out bench/out
+    OMP_NUM_THREADS=1 .venv/bin/python bench/flexir_adaptive.py --variant mobile --train --pretrain-steps 200 \
+        --steps 200 --lr 2e-4 --region 64 --out bench/out
 """
 
 from __future__ import annotations
@@ -29,21 +33,18 @@ THRESHOLDS = (1.00, 1.05, 1.10, 1.15)
 def pretrain_full_model(args: argparse.Namespace, path: Path) -> dict:
     """Stage A: the full model with plain Charbonnier, then its head copied into every exit."""
     import torch
+    from edgeir.plugins.flexir.training import train_full_model
 
     import edgeir
     from edgeir.data import TrainingPairs, evaluation_pairs, load_images
-    from edgeir.train import CharbonnierObjective, fine_tune, save_weights
+    from edgeir.train import save_weights
 
     torch.manual_seed(0)
     model = edgeir.build_model("flexir", variant=args.variant, task=args.task, weights="random")
     images = load_images(None)
     train = TrainingPairs(args.task, source=images, crop=64, batch=4, seed=0)
     pairs = evaluation_pairs(args.task, source=images, crop=64, count=4, seed=0)
-    report = fine_tune(model, CharbonnierObjective(model), train, steps=args.pretrain_steps, lr=args.pretrain_lr,
-                       eval_pairs=pairs, progress_desc="stage A: full model")
-    last = model.exits[-1].state_dict()
-    for head in model.exits[:-1]:
-        head.load_state_dict(last)
+    report = train_full_model(model, train, steps=args.pretrain_steps, lr=args.pretrain_lr, eval_pairs=pairs)
     save_weights(model, path)
     final = report.final_eval
     return {"path": path, "steps": args.pretrain_steps, "lr": args.pretrain_lr, "seconds": round(report.seconds, 1),
@@ -55,13 +56,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", default="mobile")
     parser.add_argument("--task", default="denoise25")
-    parser.add_argument("--pretrain-steps", type=int, default=300, help="stage A: full model, Charbonnier")
+    parser.add_argument("--pretrain-steps", type=int, default=200, help="stage A: full model, Charbonnier")
     parser.add_argument("--pretrain-lr", type=float, default=1e-3)
-    parser.add_argument("--steps", type=int, default=300, help="stage B: progressive self-distillation")
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--steps", type=int, default=200, help="stage B: progressive self-distillation")
+    parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--region", type=int, default=64, help="region side R (the staged programs' size)")
-    parser.add_argument("--weights", default=None, help="start from these weights and skip fine-tuning")
+    parser.add_argument("--weights", default=None,
+                        help="use these weights (default: the ones edgeir ships for the variant, else --train)")
+    parser.add_argument("--train", action="store_true", help="fine-tune first (stages A and B) instead")
     parser.add_argument("--executorch", action="store_true", help="drive the exported staged program too")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per image (median)")
     parser.add_argument("--out", default="bench/out")
@@ -76,8 +79,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    from edgeir.default_weights import shipped_weights
+
     weights = args.weights
     train_info = None
+    if weights is None and not args.train:
+        shipped = shipped_weights("flexir", args.variant, args.task)
+        weights = str(shipped.path) if shipped else None
+        train_info = shipped.provenance if shipped else None
     if weights is None:
         from edgeir.finetune import finetune
 

@@ -140,3 +140,45 @@ def finetune(
         output.with_name(f"{output.stem}.train.json").write_text(json.dumps(
             {"provenance": provenance, "report": report.to_json()}, indent=2, default=str) + "\n")
     return FinetuneResult(output, report, provenance)
+
+
+def quantization_aware_finetune(
+    method: str,
+    *,
+    scheme: str,
+    target: str,
+    task: str | None = None,
+    variant: str | None = None,
+    data: str | Path | None = None,
+    steps: int = 1000,
+    weights: str | Path | None = None,
+    output: str | Path = "artifacts",
+    crop: int | None = None,
+    lr: float | None = None,
+    backend: str | None = None,
+    seed: int = 0,
+):
+    """Quantization-aware fine-tuning for one target: what ``edgeir finetune --qat SCHEME`` runs.
+
+    The program is quantized by the target's engine for ``scheme`` (PT2E for ExecuTorch and Core ML,
+    NNCF for ONNX), calibrated on ``data`` and trained ``steps`` steps in its fake-quant form with the
+    method's objective; the result is the exported bundle, the same one ``edgeir export --quant SCHEME
+    --qat-steps STEPS --calibration DATA`` writes. A fake-quant graph only exists for its program's
+    shape, so ``crop`` is the program's side (default: the method's program size).
+
+    Returns:
+        The :class:`edgeir.Bundle`.
+
+    Raises:
+        UsageError: for unknown names, a scheme without quantization-aware training, or bad settings.
+        StageError: when an export stage fails.
+    """
+    from edgeir.pipeline import export
+
+    if steps <= 0:
+        from edgeir.errors import UsageError
+
+        raise UsageError(f"--steps must be positive for quantization-aware fine-tuning; got {steps}")
+    return export(method, target, variant=variant, task=task, weights=weights, output=output, quant=scheme,
+                  backend=backend, input_size=(crop, crop) if crop else None, seed=seed, qat_steps=steps,
+                  calibration=data, qat_lr=lr)

@@ -165,6 +165,7 @@ def export(
     qat_steps: int = 0,
     calibration: str | Path | None = None,
     exits: str | None = None,
+    qat_lr: float | None = None,
 ) -> Bundle:
     """Export ``method`` to ``target`` and return the bundle written under ``output``.
 
@@ -185,6 +186,7 @@ def export(
         qat_steps: Quantization-aware fine-tuning steps for integer schemes (0 = post-training quantization).
         calibration: Folder of clean images for calibration and QAT (None: the built-in photos' training split).
         exits: Early exits to export ("all" or "1,3,6") for methods with exit programs (``exit_<k>``).
+        qat_lr: Peak learning rate of quantization-aware training (default: the quantize stage's, 2e-5).
 
     Raises:
         UsageError: for unknown names or bad options (``tlc`` for a method without global
@@ -200,7 +202,7 @@ def export(
     from edgeir.quantize import check_qat_steps, engine_for
 
     engine = engine_for(target_obj, options, scheme)
-    check_qat_steps(scheme, qat_steps)
+    check_qat_steps(scheme, qat_steps, qat_lr)
     target_label = target if options.backend == target_obj.default_backend else f"{target}-{options.backend}"
     method_label = f"{method}-local" if tlc_options else method
     final = Path(output) / bundle_name(method_label, variant, task, target_label, options.quant)
@@ -230,7 +232,7 @@ def export(
                 from edgeir.quantize import quantize_recipe
 
                 quantized = quantize_recipe(engine, scheme, spec, lowered, task, qat_steps=qat_steps,
-                                            calibration=calibration, seed=seed)
+                                            calibration=calibration, seed=seed, qat_lr=qat_lr)
         with atomic_directory(final) as tmp:
             with stage("export", bar, timings):
                 result = target_obj.export(quantized.recipe if quantized else lowered, options, tmp)

@@ -74,8 +74,10 @@ def engine_for(target, options, scheme: QuantScheme) -> QuantEngine | None:
     return engine
 
 
-def check_qat_steps(scheme: QuantScheme, qat_steps: int) -> None:
-    """Raises UsageError for negative steps, or QAT asked of a scheme that has nothing to train."""
+def check_qat_steps(scheme: QuantScheme, qat_steps: int, qat_lr: float | None = None) -> None:
+    """Raises UsageError for negative steps or learning rate, or QAT asked of a scheme that has nothing to train."""
+    if qat_lr is not None and not qat_lr > 0:
+        raise UsageError(f"the QAT learning rate must be positive; got {qat_lr}")
     if qat_steps < 0:
         raise UsageError(f"--qat-steps must be 0 (post-training quantization) or positive; got {qat_steps}")
     if qat_steps and not scheme.trainable:
@@ -187,7 +189,7 @@ def fed_program(module, feed):
     return FedProgram()
 
 
-def make_trainer(pairs, program_name: str, spec=None, feed=None):
+def make_trainer(pairs, program_name: str, spec=None, feed=None, lr: float = QAT_LR):
     """The QAT loop for one program: edgeir's ``fine_tune`` with the method's objective.
 
     The objective is made for the quantization-prepared graph of the program: what it can compute
@@ -202,18 +204,21 @@ def make_trainer(pairs, program_name: str, spec=None, feed=None):
         if feed is not None:
             module = fed_program(module, feed)
         objective = make_objective(spec, module)
-        report = fine_tune(module, objective, pairs, steps=steps, lr=QAT_LR,
+        report = fine_tune(module, objective, pairs, steps=steps, lr=lr,
                            progress_desc=f"QAT {program_name}", device="cpu")
         summary = report.to_json()
         kept = {k: summary[k] for k in ("steps", "device", "seconds", "final_loss") if k in summary} or summary
-        return {**kept, "objective": type(objective).__name__}
+        return {**kept, "lr": lr, "objective": type(objective).__name__}
 
     return train
 
 
 def quantize_recipe(engine: QuantEngine, scheme: QuantScheme, spec, recipe, task: str, *, qat_steps: int = 0,
-                    calibration: str | Path | None = None, seed: int = 0) -> QuantizeResult:
+                    calibration: str | Path | None = None, seed: int = 0, qat_lr: float | None = None
+                    ) -> QuantizeResult:
     """Quantize every program of ``recipe`` with ``engine``; returns the recipe to export.
+
+    ``qat_lr`` is the peak learning rate of quantization-aware training (default :data:`QAT_LR`).
 
     Raises:
         UsageError: for a program that does not run on photos (an input edgeir cannot fill, such as
@@ -238,7 +243,8 @@ def quantize_recipe(engine: QuantEngine, scheme: QuantScheme, spec, recipe, task
         inputs = [feed(degraded) for degraded, _ in calib.batches]
         # QAT trains against the clean photo: a program that returns no image (DiffIR's prior) is calibrated only.
         steps = qat_steps if program.outputs[0].kind == "image" else 0
-        trainer = make_trainer(pairs, program.name, spec, feed if len(program.inputs) > 1 else None) if steps else None
+        trainer = make_trainer(pairs, program.name, spec, feed if len(program.inputs) > 1 else None,
+                               qat_lr or QAT_LR) if steps else None
         result = engine.quantize(program, scheme.name, inputs, recipe.quant, qat_steps=steps, trainer=trainer)
         if qat_steps and not steps:
             result.details["qat"] = {"steps": 0, "note": "calibrated only: the program returns no image to train "

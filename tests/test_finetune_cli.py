@@ -81,3 +81,29 @@ def test_shipped_weights_are_the_default_and_random_stays_available():
         from edgeir.checkpoint import state_dict_sha256
 
         assert state_dict_sha256(_rebuild_reference(manifest, None)) == record.state_sha256
+
+
+def test_finetune_qat_trains_the_targets_fake_quant_program_and_writes_its_bundle(tmp_path, capsys):
+    code = main(["finetune", "nafnet", "--variant", "tiny", "--task", "denoise25", "--qat", "int8", "--target", "onnx",
+                 "--steps", "2", "--crop", "32", "--lr", "1e-5", "-o", str(tmp_path)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    bundle = tmp_path / "nafnet-tiny-denoise25-onnx-int8"
+    assert f"wrote {bundle}" in printed and "nncf QAT 2 steps" in printed
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    quantization = manifest["quantization"]
+    assert quantization["mode"] == "qat" and quantization["qat_steps"] == 2
+    assert quantization["programs"]["forward"]["qat"]["lr"] == 1e-5
+    assert manifest["recipe"]["programs"][0]["inputs"][0]["shape"] == [1, 3, 32, 32]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--qat", "int8"], "--qat needs --target"),
+    (["--target", "onnx"], "belong to quantization-aware fine-tuning"),
+    (["--qat", "int8", "--target", "onnx", "--resume"], "do not apply to --qat"),
+    (["--qat", "fp32", "--target", "onnx"], "qat-steps applies to trainable"),
+])
+def test_finetune_qat_flags_are_checked(tmp_path, capsys, args, message):
+    assert main(["finetune", "nafnet", "--variant", "tiny", "--task", "denoise25", "-o", str(tmp_path), *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

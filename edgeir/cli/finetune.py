@@ -11,7 +11,8 @@ def add_parser(subparsers) -> None:
         description="Train the method's model with its objective on random crops of clean images degraded on the "
                     "fly for the task (AdamW, warm-up + cosine schedule), evaluate PSNR/SSIM on a held-out split "
                     "and write a .safetensors file that 'edgeir export --weights' loads. Under torchrun the "
-                    "processes train data-parallel.")
+                    "processes train data-parallel. With --qat SCHEME --target T the training runs on the "
+                    "target's fake-quant program instead (quantization-aware) and writes its int8 bundle.")
     parser.add_argument("method", help="method name (see 'edgeir list')")
     parser.add_argument("--task", default=None, help="task to train for, e.g. denoise25 (default: the method's)")
     parser.add_argument("--variant", default=None, help="model variant (default: the method's)")
@@ -23,10 +24,16 @@ def add_parser(subparsers) -> None:
                              "method/variant/task when it has some, else random)")
     parser.add_argument("-o", "--output", default=None,
                         help="weights file to write (.safetensors) or a folder for it "
-                             "(default: finetuned/<method>-<variant>-<task>.safetensors)")
-    parser.add_argument("--crop", type=int, default=64, help="side of the training crops (default 64)")
+                             "(default: finetuned/<method>-<variant>-<task>.safetensors); with --qat the "
+                             "folder for the bundle (default: artifacts)")
+    parser.add_argument("--qat", default=None, metavar="SCHEME",
+                        help="quantization-aware fine-tuning for SCHEME (int8) on --target; writes the bundle")
+    parser.add_argument("--target", default=None, help="with --qat: the target whose quantizer is simulated")
+    parser.add_argument("--backend", default=None, help="with --qat: the target backend (e.g. xnnpack, coreml)")
+    parser.add_argument("--crop", type=int, default=None,
+                        help="side of the training crops (default 64; with --qat the program size, the method's)")
     parser.add_argument("--batch", type=int, default=4, help="crops per step (default 4)")
-    parser.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default 2e-4)")
+    parser.add_argument("--lr", type=float, default=None, help="peak learning rate (default 2e-4; with --qat 2e-5)")
     parser.add_argument("--seed", type=int, default=0, help="seed of initialisation, crops and degradations")
     parser.add_argument("--eval-every", type=int, default=None, help="steps between evaluations (default: end)")
     parser.add_argument("--eval-count", type=int, default=6, help="evaluation crops (default 6)")
@@ -42,10 +49,17 @@ def handle(args: argparse.Namespace) -> int:
     import os
     import sys
 
+    if args.qat is not None:
+        return _quantization_aware(args)
+    if args.target or args.backend:
+        from edgeir.errors import UsageError
+
+        raise UsageError("--target and --backend belong to quantization-aware fine-tuning: add --qat int8")
     from edgeir.finetune import finetune
 
     result = finetune(args.method, task=args.task, variant=args.variant, data=args.data, steps=args.steps,
-                      weights=args.weights, output=args.output, crop=args.crop, batch=args.batch, lr=args.lr,
+                      weights=args.weights, output=args.output, crop=args.crop or 64, batch=args.batch,
+                      lr=args.lr or 2e-4,
                       seed=args.seed, eval_every=args.eval_every, eval_count=args.eval_count,
                       eval_crop=args.eval_crop, resume=args.resume,
                       checkpoint_every=args.checkpoint_every, device=args.device,
@@ -64,4 +78,35 @@ def handle(args: argparse.Namespace) -> int:
               f"{evaluation['crop']} px): {evaluation['psnr_db']:.2f} dB, SSIM {evaluation['ssim']:.4f}{base}")
     for name in prov["skipped_files"]:
         print(f"  WARNING: skipped unreadable {name}")
+    return 0
+
+
+def _quantization_aware(args: argparse.Namespace) -> int:
+    from edgeir.errors import UsageError
+    from edgeir.finetune import quantization_aware_finetune
+
+    if not args.target:
+        raise UsageError("--qat needs --target: the quantizer it trains against is the target's "
+                         "(executorch: PT2E XNNPACK or Core ML, onnx: NNCF, coreml: PT2E Core ML)")
+    unused = [flag for flag, value in (("--batch", args.batch != 4), ("--resume", args.resume),
+                                       ("--eval-every", args.eval_every), ("--checkpoint-every", args.checkpoint_every),
+                                       ("--device", args.device)) if value]
+    if unused:
+        raise UsageError(f"{', '.join(unused)} do not apply to --qat (it trains the fake-quant program on the CPU "
+                         "with batches of 4)")
+    bundle = quantization_aware_finetune(args.method, scheme=args.qat, target=args.target, task=args.task,
+                                         variant=args.variant, data=args.data, steps=args.steps,
+                                         weights=args.weights, output=args.output or "artifacts", crop=args.crop,
+                                         lr=args.lr, backend=args.backend, seed=args.seed)
+    if args.quiet:
+        return 0
+    quantization = bundle.manifest["quantization"]
+    print(f"wrote {bundle.path}")
+    check = bundle.manifest["export_check"]
+    for name, details in quantization["programs"].items():
+        qat = details.get("qat", {})
+        agreement = check.get("programs", {}).get(name, {}).get("artifact_vs_fakequant_psnr_db")
+        compared = f"{agreement:.1f} dB" if agreement is not None else f"not run: {check.get('reason', '')}"
+        print(f"  {name}: {quantization['engine']} QAT {qat.get('steps', 0)} steps, final loss "
+              f"{qat.get('final_loss', float('nan')):.4f}; artifact vs fake-quant {compared}")
     return 0
