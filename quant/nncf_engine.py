@@ -89,24 +89,37 @@ def native_quantizers(model) -> int:
     return count
 
 
-def kept_operations(module, example, keep_float: tuple[str, ...]) -> list[str]:
-    """NNCF names of the weighted operations inside the modules ``keep_float`` names.
+QUANTIZED_OPERATIONS = frozenset({"conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+                                  "conv_transpose3d", "linear"})
 
+
+def ignored_operations(module, example, keep_float: tuple[str, ...]) -> list[str]:
+    """NNCF names of the operations left float: every operation without a weight, and the weighted
+    ones inside the modules ``keep_float`` names.
+
+    As with the PT2E engines, only convolutions and linear layers are quantized (their inputs and
+    weights). NNCF's default also quantizes element-wise arithmetic, which inside a normalisation is
+    fatal: a quantized ``sqrt(var + eps)`` rounds to zero for a flat region and the division gives
+    NaN (DiffIR's first QAT step; on AnyIR the norm statistics cost 0.4-0.6 dB PSNR).
     NNCF names operations by the forward calls that reach them (``E/0/conv2d/0``), not by module path,
-    so the kept modules are found through their weights (``model.condition.E.0.weight``).
+    so weighted operations and the kept modules are found through their weights
+    (``model.condition.E.0.weight``).
     """
     from edgeir.quant.pt2e import in_kept_module
     from nncf.torch import wrap_model
 
     graph = wrap_model(module, example if len(example) > 1 else example[0], trace_parameters=True).get_graph()
-    kept = []
+    ignored = []
     for node in graph.get_all_nodes():
-        for edge in graph.get_input_edges(node):
-            source = edge.from_node.node_name
-            if source.endswith(".weight") and in_kept_module(source.rsplit(".", 1)[0], keep_float):
-                kept.append(node.node_name)
-                break
-    return kept
+        sources = [edge.from_node.node_name for edge in graph.get_input_edges(node)]
+        if not sources:
+            continue  # model inputs and parameters: not operations
+        weights = [source for source in sources if source.endswith(".weight")]
+        quantized = node.node_type in QUANTIZED_OPERATIONS and weights and \
+            not any(in_kept_module(weight.rsplit(".", 1)[0], keep_float) for weight in weights)
+        if not quantized:
+            ignored.append(node.node_name)
+    return ignored
 
 
 class NNCFEngine(QuantEngine):
@@ -127,14 +140,12 @@ class NNCFEngine(QuantEngine):
         module = program.module.eval()
         samples = [tuple(x[index:index + 1] for x in inputs) for inputs in calibration
                    for index in range(inputs[0].shape[0])]
-        ignored = nncf.IgnoredScope(names=kept_operations(module, example, hints.keep_float)) \
-            if hints.keep_float else None
-        kwargs: dict[str, Any] = {"subset_size": len(samples)}
-        if ignored is not None:
-            kwargs["ignored_scope"] = ignored
+        ignored = nncf.IgnoredScope(names=ignored_operations(module, example, hints.keep_float), validate=False)
+        kwargs: dict[str, Any] = {"subset_size": len(samples), "ignored_scope": ignored}
         # A tuple item is passed to the model as its positional arguments.
         quantized = nncf.quantize(module, nncf.Dataset(samples, transform_func=tuple), **kwargs)
         details: dict[str, Any] = {"quantizer": f"nncf {nncf.__version__} (torch backend)",
+                                   "operators": ["convolution", "linear"],
                                    "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",
                                    "kept_float": list(hints.keep_float)}
         if qat_steps > 0:

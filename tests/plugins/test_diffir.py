@@ -244,3 +244,13 @@ def test_artifact_restores_a_large_photo_with_one_global_ipr(exported, tmp_path)
 def test_gaussian_denoising_takes_the_deblurring_layout():
     assert config_for("paper", "denoise25") == config_for("paper", "deblur")
     assert config_for("mobile", "denoise50") == config_for("mobile", "deblur")
+
+
+def test_onnx_int8_qat_trains_with_finite_losses(tmp_path):
+    """NNCF's default quantized DIRformer's LayerNorm arithmetic: the quantized sqrt(var + eps) of flat
+    features rounded to zero and the first QAT step's loss was NaN; only weighted layers are quantized."""
+    pytest.importorskip("nncf")
+    # fine_tune raises on a non-finite loss, so the export itself is the check.
+    bundle = edgeir.export("diffir", "onnx", variant="tiny", task="denoise25", quant="int8", qat_steps=2,
+                           output=tmp_path)
+    assert bundle.manifest["quantization"]["programs"]["restore"]["qat"]["steps"] == 2
