@@ -94,8 +94,8 @@ QUANTIZED_OPERATIONS = frozenset({"conv1d", "conv2d", "conv3d", "conv_transpose1
 
 
 def ignored_operations(module, example, keep_float: tuple[str, ...]) -> list[str]:
-    """NNCF names of the operations left float: every operation without a weight, and the weighted
-    ones inside the modules ``keep_float`` names.
+    """NNCF names of the operations left float: all but convolutions and linear layers, and those
+    inside the modules ``keep_float`` names.
 
     As with the PT2E engines, only convolutions and linear layers are quantized (their inputs and
     weights). NNCF's default also quantizes element-wise arithmetic, which inside a normalisation is
