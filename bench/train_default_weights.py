@@ -36,7 +36,7 @@ SEED = 0
 
 
 def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch: int, lr: float,
-                     seed: int) -> dict:
+                     seed: int, crop: int = 64, device: str = "cpu") -> dict:
     """FlexIR stage A: the full model with Charbonnier, its head copied into every exit; written to ``path``."""
     import torch
     from edgeir.plugins.flexir.training import train_full_model
@@ -47,15 +47,18 @@ def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch
 
     torch.manual_seed(seed)
     model = edgeir.build_model(method, variant=variant, task=TASK, weights="random")
-    train = TrainingPairs(TASK, source=load_images(None), crop=64, batch=batch, seed=seed)
-    report = train_full_model(model, train, steps=steps, lr=lr, device="cpu")
+    train = TrainingPairs(TASK, source=load_images(None), crop=crop, batch=batch, seed=seed)
+    report = train_full_model(model, train, steps=steps, lr=lr, device=device)
+    model.cpu()
     save_weights(model, path)
-    return {"steps": steps, "batch": batch, "lr": lr, "seconds": round(report.seconds, 1),
+    return {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seconds": round(report.seconds, 1),
+            "device": report.device,
             "what": "full model (pointer N) with Charbonnier, head copied into every exit: the teacher stand-in"}
 
 
 def train_one(method: str, variant: str, out_dir: Path, *, steps: int, batch: int, lr: float, seed: int,
-              teacher_steps: int = 0, teacher_lr: float | None = None) -> dict:
+              teacher_steps: int = 0, teacher_lr: float | None = None, crop: int = 64, device: str = "cpu",
+              command: str | None = None) -> dict:
     """Fine-tune from a seeded random init, round to float16, re-evaluate and write the shipped file."""
     import torch
     from safetensors.torch import load_file, save_file
@@ -66,15 +69,15 @@ def train_one(method: str, variant: str, out_dir: Path, *, steps: int, batch: in
     from edgeir.evaluation import evaluate
     from edgeir.finetune import finetune
 
-    command = f"bench/train_default_weights.py --methods {method} --variants {variant} --seed {seed}"
+    command = command or f"bench/train_default_weights.py --methods {method} --variants {variant} --seed {seed}"
     with tempfile.TemporaryDirectory() as tmp:
         start, stage_a = "random", None
         if teacher_steps:
             start = Path(tmp) / "teacher.safetensors"
             stage_a = teacher_stand_in(method, variant, start, steps=teacher_steps, batch=batch,
-                                       lr=teacher_lr or lr, seed=seed)
-        result = finetune(method, task=TASK, variant=variant, steps=steps, batch=batch, lr=lr, seed=seed,
-                          weights=str(start), output=Path(tmp) / "w.safetensors", device="cpu", command=command)
+                                       lr=teacher_lr or lr, seed=seed, crop=crop, device=device)
+        result = finetune(method, task=TASK, variant=variant, steps=steps, batch=batch, lr=lr, seed=seed, crop=crop,
+                          weights=str(start), output=Path(tmp) / "w.safetensors", device=device, command=command)
         state = load_file(str(result.weights))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     spec = methods().get(method)
@@ -141,6 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="methods to train (default: every registered method with denoise25)")
     parser.add_argument("--variants", nargs="*", default=list(SCHEDULE), choices=list(SCHEDULE))
     parser.add_argument("--steps", type=int, default=None, help="override the steps of every variant")
+    parser.add_argument("--teacher-steps", type=int, default=None,
+                        help="override the teacher stand-in steps of methods that train one first (FlexIR)")
+    parser.add_argument("--batch", type=int, default=None, help="override the batch of every variant")
+    parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
+    parser.add_argument("--teacher-lr", type=float, default=None, help="override the teacher stand-in's learning rate")
+    parser.add_argument("--crop", type=int, default=64, help="side of the training crops (default 64)")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device to train on (default cpu, so the shipped files are reproducible here; "
+                             "cuda trains the same schedule faster, and longer ones in reasonable time)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "edgeir" / "weights"))
@@ -150,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
         print(shipped_table(Path(args.out)))
         return 0
     torch.set_num_threads(args.threads)
+    if args.device.startswith("cuda"):
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     # A method that loads another's weights (a TLC form) has none of its own to train.
     names = args.methods or [n for n in methods().registry.names()
                              if TASK in methods().get(n).tasks and methods().get(n).weights_of is None]
@@ -163,7 +178,18 @@ def main(argv: list[str] | None = None) -> int:
             plan = {**SCHEDULE[variant], **OVERRIDES.get((name, variant), {})}
             if args.steps:
                 plan["steps"] = args.steps
-            row = train_one(name, variant, Path(args.out), seed=args.seed, **plan)
+            if args.batch:
+                plan["batch"] = args.batch
+            if args.lr:
+                plan["lr"] = args.lr
+            if "teacher_steps" in plan:
+                if args.teacher_steps is not None:
+                    plan["teacher_steps"] = args.teacher_steps
+                if args.teacher_lr:
+                    plan["teacher_lr"] = args.teacher_lr
+            row = train_one(name, variant, Path(args.out), seed=args.seed, crop=args.crop, device=args.device,
+                            command="bench/train_default_weights.py " + " ".join(argv if argv is not None
+                                                                                 else sys.argv[1:]), **plan)
             rows.append(row)
             print(json.dumps(row), flush=True)
     return 0
