@@ -58,8 +58,9 @@ def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch
 
 def train_one(method: str, variant: str, out_dir: Path, *, steps: int, batch: int, lr: float, seed: int,
               teacher_steps: int = 0, teacher_lr: float | None = None, crop: int = 64, device: str = "cpu",
-              command: str | None = None) -> dict:
-    """Fine-tune from a seeded random init, round to float16, re-evaluate and write the shipped file."""
+              command: str | None = None, continue_from: Path | None = None) -> dict:
+    """Fine-tune from a seeded random init (or ``continue_from``), round to float16, re-evaluate and write the
+    shipped file."""
     import torch
     from safetensors.torch import load_file, save_file
 
@@ -72,7 +73,17 @@ def train_one(method: str, variant: str, out_dir: Path, *, steps: int, batch: in
     command = command or f"bench/train_default_weights.py --methods {method} --variants {variant} --seed {seed}"
     with tempfile.TemporaryDirectory() as tmp:
         start, stage_a = "random", None
-        if teacher_steps:
+        if continue_from is not None:
+            from edgeir.default_weights import read_provenance
+
+            previous = read_provenance(continue_from) or {}
+            start = Path(tmp) / "previous.safetensors"
+            start.write_bytes(Path(continue_from).read_bytes())
+            stage_a = {"source": f"the previously shipped {continue_from.name}, trained further",
+                       **{k: previous.get(k) for k in ("command", "steps", "batch", "crop", "lr", "seconds")},
+                       "its_start_weights": previous.get("start_weights"),
+                       "its_eval": {k: v for k, v in previous.get("eval", {}).items() if k != "note"}}
+        elif teacher_steps:
             start = Path(tmp) / "teacher.safetensors"
             stage_a = teacher_stand_in(method, variant, start, steps=teacher_steps, batch=batch,
                                        lr=teacher_lr or lr, seed=seed, crop=crop, device=device)
@@ -147,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher-steps", type=int, default=None,
                         help="override the teacher stand-in steps of methods that train one first (FlexIR)")
     parser.add_argument("--batch", type=int, default=None, help="override the batch of every variant")
+    parser.add_argument("--continue", dest="continue_", action="store_true",
+                        help="start from the weights shipped in --out instead of a random init (no teacher stage)")
     parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
     parser.add_argument("--teacher-lr", type=float, default=None, help="override the teacher stand-in's learning rate")
     parser.add_argument("--crop", type=int, default=64, help="side of the training crops (default 64)")
@@ -187,6 +200,12 @@ def main(argv: list[str] | None = None) -> int:
                     plan["teacher_steps"] = args.teacher_steps
                 if args.teacher_lr:
                     plan["teacher_lr"] = args.teacher_lr
+            if args.continue_:
+                from edgeir.default_weights import weights_filename
+
+                plan.pop("teacher_steps", None)
+                plan.pop("teacher_lr", None)
+                plan["continue_from"] = Path(args.out) / weights_filename(name, variant, TASK)
             row = train_one(name, variant, Path(args.out), seed=args.seed, crop=args.crop, device=args.device,
                             command="bench/train_default_weights.py " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:]), **plan)
