@@ -29,6 +29,7 @@ from edgeir.metrics import max_abs_error
 from edgeir.progress import progress_bar
 from edgeir.quantization import QuantScheme
 from edgeir.recipe import ExportRecipe, Program, RecipeOptions, TLCOptions
+from edgeir.recipe_check import check_recipe
 from edgeir.reference import ReferenceRunner, build_model_with_weights
 from edgeir.target import ExportOptions, Target, package_version
 
@@ -239,6 +240,7 @@ def export(
                 recipe = quantized_programs(recipe)
         with stage("rewrite", bar, timings):
             lowered, rewrite_records = apply_rewrites(recipe, options.backend)
+            check_recipe(spec.name, lowered)  # the plugin's declared I/O and tiling vs what it exports
         quantized = None
         with stage("quantize", bar, timings):
             if engine is not None and not engine.post_export:
