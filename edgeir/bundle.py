@@ -121,10 +121,15 @@ def hash_files(root: Path, names: list[str]) -> dict[str, str]:
     return hashes
 
 
+def render_json(data: dict[str, Any]) -> str:
+    """The exact text :func:`write_json` writes (the integrity check compares manifest.json with it)."""
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(render_json(data))
     os.replace(tmp, path)
 
 
@@ -148,8 +153,10 @@ class Bundle:
             raise UsageError(f"{path} is not an edgeir bundle (no {MANIFEST})")
         try:
             manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
             raise UsageError(f"cannot read {manifest_path}: {exc}") from exc
+        if not isinstance(manifest, dict):
+            raise UsageError(f"{manifest_path} is not an edgeir manifest (a JSON object)")
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise UsageError(
                 f"{manifest_path} has schema version {manifest.get('schema_version')!r}; "

@@ -86,7 +86,8 @@ def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
         except Exception as exc:
             raise CheckpointError(f"checkpoint {path} is not a valid safetensors file: {exc}") from exc
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:  # a file object: torch.load must not pick a reader from the suffix
+            data = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if isinstance(exc, EOFError) or "Ran out of input" in str(exc):

@@ -187,14 +187,22 @@ def check_bundle(bundle, *, trust_key: str | Path | None = None) -> str:
     """
     from edgeir.bundle import MANIFEST
 
+    from edgeir.bundle import render_json
+
+    name = Path(bundle.path).name
     manifest_path = Path(bundle.path) / MANIFEST
     try:
-        on_disk = json.loads(manifest_path.read_text())
+        raw = manifest_path.read_text()
+        on_disk = json.loads(raw)
     except (OSError, ValueError) as exc:
-        raise IntegrityError(f"bundle {Path(bundle.path).name}: cannot read manifest.json ({exc})") from exc
-    if _canonical(on_disk) != _canonical(bundle.manifest):
-        raise IntegrityError(f"bundle {Path(bundle.path).name}: manifest.json changed since it was opened")
-    return check_manifest(Path(bundle.path), on_disk, trust_key=trust_key)
+        raise IntegrityError(f"bundle {name}: cannot read manifest.json ({exc})") from exc
+    if not isinstance(on_disk, dict) or _canonical(on_disk) != _canonical(bundle.manifest):
+        raise IntegrityError(f"bundle {name}: manifest.json changed since it was opened")
+    digest = check_manifest(Path(bundle.path), on_disk, trust_key=trust_key)
+    if raw != render_json(on_disk):  # same content, other bytes (whitespace, key order): still not what export wrote
+        raise IntegrityError(f"bundle {name}: manifest.json was modified after export (its text is not the one "
+                             "edgeir wrote, though its content digest matches)")
+    return digest
 
 
 def stale_reason(evidence: dict[str, Any], current: str, what: str) -> str | None:

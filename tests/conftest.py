@@ -59,7 +59,9 @@ def write_synthetic_bundle(root, name, *, target="onnx", backend="onnxruntime", 
     }
     from edgeir.integrity import artifact_digest, seal
 
-    (path / "manifest.json").write_text(json.dumps(seal(manifest)))
+    from edgeir.bundle import write_json
+
+    write_json(path / "manifest.json", seal(manifest))
     digest = artifact_digest(manifest["files"])
     if verify_status == "not-run":
         verify = {"status": "not-run", "reason": "Core ML predictions need macOS", "artifact_digest": digest}
