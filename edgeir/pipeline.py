@@ -261,7 +261,7 @@ def export(
                 manifest["recipe_options"] = {"exits": exits}
                 manifest["exits"] = [{"program": p.name, **p.metadata} for p in recipe.programs
                                      if p.name.startswith("exit_")]
-            _strip_local_paths(manifest, record_weights_path)
+            _strip_local_paths(manifest, record_weights_path, calibration)
             write_json(tmp / MANIFEST, seal(manifest))
             bundle = Bundle(tmp, manifest)
             with stage("load", bar, timings):
@@ -324,11 +324,31 @@ def _manifest(spec, variant, task, target, options, recipe: ExportRecipe, weight
     }
 
 
-def _strip_local_paths(manifest: dict[str, Any], keep_weights_path: bool) -> None:
-    """Weights provenance as file name + sha256: the absolute path only when asked for."""
+def _strip_local_paths(manifest: dict[str, Any], keep_weights_path: bool, calibration=None) -> None:
+    """Weights provenance as file name + sha256: the absolute path only when asked for (this machine's
+    :mod:`edgeir.checkpoint_index` remembers it for ``verify``); the calibration folder by its name."""
+    if calibration is not None and "quantization" in manifest:
+        spelled = {str(Path(calibration).resolve()), str(calibration)}
+        spelled = sorted((s for s in spelled if Path(s).is_absolute()), key=len, reverse=True)
+
+        def scrub(value):
+            if isinstance(value, dict):
+                return {k: scrub(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [scrub(v) for v in value]
+            if isinstance(value, str):
+                for path in spelled:
+                    value = value.replace(path, Path(path).name)
+            return value
+
+        manifest["quantization"] = scrub(manifest["quantization"])
     weights = manifest.get("weights", {})
     if weights.get("path"):
         weights["file"] = Path(weights["path"]).name
+        if weights.get("source") == "checkpoint" and weights.get("file_sha256"):
+            from edgeir.checkpoint_index import remember
+
+            remember(weights["file_sha256"], weights["path"])
         if not keep_weights_path:
             del weights["path"]
 

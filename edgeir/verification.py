@@ -152,6 +152,10 @@ def _rebuild_reference(manifest: dict[str, Any], weights: str | Path | None):
         weights = RANDOM
     if weights is None and recorded["source"] == SOURCE and Path(recorded.get("path", "")).is_file():
         weights = recorded["path"]  # else: this install's shipped weights, checked by the hash below
+    if weights is None and recorded["source"] == "checkpoint" and not recorded.get("path"):
+        from edgeir.checkpoint_index import find
+
+        weights = find(recorded.get("file_sha256"))  # exported on this machine: it remembers where the file is
     if weights is None and recorded["source"] == "checkpoint":
         if not recorded.get("path"):
             raise UsageError(f"this bundle records its checkpoint by name ({recorded.get('file', '?')}, sha256 "

@@ -3,6 +3,8 @@ import os
 import pytest
 
 os.environ.setdefault("EDGEIR_PROGRESS", "0")
+# Export remembers checkpoint locations (edgeir.checkpoint_index): keep the tests' out of the user's cache.
+os.environ.setdefault("EDGEIR_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="edgeir-test-cache-"))
 
 
 @pytest.fixture(scope="session")

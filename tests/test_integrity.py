@@ -515,7 +515,13 @@ def test_bundle_ships_no_local_path_and_gets_umask_permissions(built):
     assert built["bundle"].stat().st_mode & 0o777 == 0o777 & ~umask
 
 
-def test_verify_without_the_recorded_path_asks_for_the_checkpoint_by_name(bundle):
-    (bundle / VERIFY).unlink()
+def test_verify_finds_the_checkpoint_by_sha_on_this_machine_else_asks_for_it(built, bundle, monkeypatch, tmp_path):
+    from edgeir.checkpoint_index import cache_dir, find
+
+    sha = json.loads((bundle / MANIFEST).read_text())["weights"]["file_sha256"]
+    assert find(sha) == built["checkpoint"].resolve()  # export remembered it, outside the bundle
+    assert edgeir.verify(bundle, photos=1).status == "passed"
+    monkeypatch.setenv("EDGEIR_CACHE_DIR", str(tmp_path / "empty-cache"))  # another machine
+    assert cache_dir() == tmp_path / "empty-cache"
     with pytest.raises(UsageError, match=r"records its checkpoint by name \(anyir-tiny.pth"):
         edgeir.verify(bundle, photos=1)
