@@ -282,7 +282,6 @@ def write_image(path: str | Path, image: np.ndarray, *, bits: int = 8, alpha: np
     Raises:
         ImageError: if the format is unknown or the file cannot be written.
     """
-    from PIL import Image
 
     path = Path(path)
     fmt = check_output_path(path)

@@ -185,9 +185,7 @@ def check_bundle(bundle, *, trust_key: str | Path | None = None) -> str:
     Raises:
         IntegrityError: if anything does not match.
     """
-    from edgeir.bundle import MANIFEST
-
-    from edgeir.bundle import render_json
+    from edgeir.bundle import MANIFEST, render_json
 
     name = Path(bundle.path).name
     manifest_path = Path(bundle.path) / MANIFEST

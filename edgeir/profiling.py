@@ -86,7 +86,8 @@ def profile(
     device = this_host()
     runtime = {"target": bundle.target, "backend": bundle.manifest.get("backend", ""), "edgeir": __version__}
     base = dict(bundle=bundle.path.name, device=device, artifact_sha256=dict(bundle.manifest.get("files", {})),
-                source="edgeir profile", artifact_digest=digest, created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                source="edgeir profile", artifact_digest=digest,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     measurements = []
     rng = np.random.default_rng(seed)
     with progress_bar(total=len(programs) * len(threads) * (runs + warmup), desc="profile") as bar:

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 
 from edgeir.bundle import MANIFEST, VERIFY, Bundle
-from edgeir.integrity import EVIDENCE_FIELD, stale_reason
 from edgeir.errors import UsageError
+from edgeir.integrity import EVIDENCE_FIELD, stale_reason
 from edgeir.profile import Profile, bundle_profiles
 from edgeir.report_plots import CropRow, Point, crops, pareto_front, scatter
 

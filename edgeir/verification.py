@@ -233,7 +233,8 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
 def _record_exit_results(bundle: Bundle, data: dict[str, Any]) -> None:
     """Each early exit's verified figures, in ``verify.json``'s ``exits`` list (bundles with exits).
 
-    They go to verify.json, not the manifest: the manifest is sealed at export. ``psnr_db`` is the exit's restoration PSNR against the clean photos (absent for random weights);
+    They go to verify.json, not the manifest: the manifest is sealed at export. ``psnr_db`` is the
+    exit's restoration PSNR against the clean photos (absent for random weights);
     ``artifact_vs_reference_db`` the worst agreement of its artifact with the eager exit.
     """
     exits = bundle.manifest.get("exits")

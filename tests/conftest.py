@@ -59,9 +59,8 @@ def write_synthetic_bundle(root, name, *, target="onnx", backend="onnxruntime", 
         "recipe": {"programs": [{"name": "forward", "inputs": [image], "outputs": [dict(image, name="restored")]}]},
         "target_details": details, "files": {artifact: sha},
     }
-    from edgeir.integrity import artifact_digest, seal
-
     from edgeir.bundle import write_json
+    from edgeir.integrity import artifact_digest, seal
 
     write_json(path / "manifest.json", seal(manifest))
     digest = artifact_digest(manifest["files"])

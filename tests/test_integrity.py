@@ -134,8 +134,8 @@ def _refused_by_every_command(bundle: Path, work: Path) -> None:
         metric = "size_mb"
         max = 100
         """)
-    report = run_gate(gate)
-    assert report.results and all(r.status == "failed" for r in report.results), "gate passed a tampered bundle"
+    gated = run_gate(gate)
+    assert gated.results and all(r.status == "failed" for r in gated.results), "gate passed a tampered bundle"
     assert not (work / "out.png").exists()
 
 
@@ -395,8 +395,9 @@ def _recipe(**changes):
 
     from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec
 
+    output = TensorSpec("restored", changes.pop("out_shape", (1, 3, 16, 16)), scale=changes.pop("scale", 1))
     program = Program("forward", torch.nn.Conv2d(3, 3, 3, padding=1), (TensorSpec("image", (1, 3, 16, 16), pad_to=8),),
-                      (TensorSpec("restored", changes.pop("out_shape", (1, 3, 16, 16)), scale=changes.pop("scale", 1)),))
+                      (output,))
     tile = dataclasses.replace(TileSpec((16, 16), 4, 8), **changes)
     return ExportRecipe(programs=(program,), tile=tile)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-
 MAX_SIDE = 4096  # an exported program's side; larger programs need tens of GB to export (tile photos instead)
 
 

@@ -48,7 +48,8 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--program", default=None, help="only this program (default: every program)")
     parser.add_argument("--threads", type=_threads, default=None,
                         help="comma-separated thread counts, e.g. 1,2,4 (default 1; 0 = the runtime's default)")
-    parser.add_argument("--runs", type=_count(1), default=20, help="timed runs per program and thread count (default 20)")
+    parser.add_argument("--runs", type=_count(1), default=20,
+                        help="timed runs per program and thread count (default 20)")
     parser.add_argument("--warmup", type=_count(0), default=3, help="untimed runs first (default 3)")
     parser.add_argument("--no-ops", dest="ops", action="store_false", help="skip the per-operator profiler runs")
     parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)

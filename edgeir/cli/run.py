@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from edgeir.cli.common import TRUST_KEY_HELP
-from pathlib import Path
 
 DESCRIPTION = """\
 Restore photos of any size with an exported artifact. Each photo is cut into overlapping tiles of
