@@ -25,20 +25,36 @@ from edgeir.errors import BatchError, CheckpointError, GateFileError, ImageError
 from edgeir.integrity import artifact_digest, check_manifest, manifest_digest, seal
 
 
+def _keypair(folder: Path, name: str) -> tuple[Path, Path]:
+    """An ed25519 private key and its public key, as PEM files (what openssl genpkey / pkey -pubout write)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private, public = folder / f"{name}.pem", folder / f"{name}.pub"
+    private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                     serialization.PublicFormat.SubjectPublicKeyInfo))
+    return private, public
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """A tiny AnyIR ONNX bundle exported from a checkpoint in a 'build' folder, verified once."""
+    """A tiny AnyIR ONNX bundle exported from a checkpoint in a 'build' folder, signed, verified once."""
     import torch
 
+    keys = tmp_path_factory.mktemp("keys")
+    ci_key, ci_pub = _keypair(keys, "ci")
     build = tmp_path_factory.mktemp("build-dir-of-this-machine")
     model = edgeir.build_model("anyir", variant="tiny", task="denoise25", weights="random")
     checkpoint = build / "weights" / "anyir-tiny.pth"
     checkpoint.parent.mkdir()
     torch.save(model.state_dict(), checkpoint)
     bundle = edgeir.export("anyir", "onnx", variant="tiny", task="denoise25", weights=checkpoint,
-                           output=build / "artifacts")
-    edgeir.verify(bundle.path, photos=1, weights=checkpoint)
-    return {"build": build, "bundle": bundle.path, "checkpoint": checkpoint}
+                           output=build / "artifacts", sign_key=ci_key)
+    edgeir.verify(bundle.path, photos=1, weights=checkpoint, trust_key=ci_pub)
+    return {"build": build, "bundle": bundle.path, "checkpoint": checkpoint, "key": ci_key, "pub": ci_pub}
 
 
 @pytest.fixture()
@@ -187,29 +203,23 @@ def test_property_any_flipped_byte_or_changed_field_is_refused_by_every_command(
         _refused_by_every_command(bundle, work)
 
 
-def test_signed_bundle_verifies_only_with_its_key(bundle, tmp_path):
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-    def keypair(name):
-        key = Ed25519PrivateKey.generate()
-        private, public = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub"
-        private.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                              serialization.NoEncryption()))
-        public.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                                         serialization.PublicFormat.SubjectPublicKeyInfo))
-        return private, public
-
-    ci_key, ci_pub = keypair("ci")
-    _, other_pub = keypair("other")
-    opened = Bundle.open(bundle)
-    with pytest.raises(IntegrityError, match="not signed"):
-        opened.verified(ci_pub)
+def test_signed_bundle_verifies_only_with_its_key(built, bundle, tmp_path):
+    ci_key, ci_pub = built["key"], built["pub"]
+    _, other_pub = _keypair(tmp_path, "other")
     manifest = json.loads((bundle / MANIFEST).read_text())
-    write_json(bundle / MANIFEST, seal(manifest, ci_key))
+    assert manifest["signature"]["algorithm"] == "ed25519"  # export --sign-key signed it
     assert Bundle.open(bundle).verified(ci_pub) == artifact_digest(manifest["files"])
+    assert Bundle.open(bundle).verified() == artifact_digest(manifest["files"])  # no key asked: digests only
     with pytest.raises(IntegrityError, match="does not verify with the trusted key"):
         Bundle.open(bundle).verified(other_pub)
+    impostor, _ = _keypair(tmp_path, "impostor")
+    write_json(bundle / MANIFEST, seal(manifest, impostor))  # a look-alike, signed by someone else
+    with pytest.raises(IntegrityError, match="does not verify with the trusted key"):
+        Bundle.open(bundle).verified(ci_pub)
+    write_json(bundle / MANIFEST, seal(manifest))  # the signature stripped, the digest recomputed
+    with pytest.raises(IntegrityError, match="not signed"):
+        Bundle.open(bundle).verified(ci_pub)
+    write_json(bundle / MANIFEST, seal(manifest, ci_key))
     _photos(tmp_path / "in", broken=None)
     assert main(["run", str(bundle), str(tmp_path / "in" / "a.png"), "-o", str(tmp_path / "o.png"),
                  "--trust-key", str(other_pub)]) == 2
