@@ -536,3 +536,21 @@ def test_verify_finds_the_checkpoint_by_sha_on_this_machine_else_asks_for_it(bui
     assert cache_dir() == tmp_path / "empty-cache"
     with pytest.raises(UsageError, match=r"records its checkpoint by name \(anyir-tiny.pth"):
         edgeir.verify(bundle, photos=1)
+
+
+def test_report_ignores_stale_evidence_and_import_profile_records_the_digest(tmp_path):
+    from edgeir.profile_import import import_profile
+    from edgeir.report import report
+
+    root = tmp_path / "artifacts"
+    path = write_synthetic_bundle(root, "anyir-tiny-allinone3-onnx-fp32", latency_ms=[1, 2, 3])
+    manifest = json.loads((path / MANIFEST).read_text())
+    app = tmp_path / "app.json"
+    app.write_text(json.dumps({"format": "edgeir-app-profile/1", "artifact_sha256": manifest["files"]["model.onnx"],
+                               "device": {"id": "phone"}, "runtime": {"name": "onnxruntime"}, "samples_ms": [4.0]}))
+    profile, _ = import_profile(path, app)
+    assert profile.artifact_digest == artifact_digest(manifest["files"])
+    verify = json.loads((path / VERIFY).read_text())
+    (path / VERIFY).write_text(json.dumps({**verify, "artifact_digest": "cd" * 32}))
+    result = report(root, output=tmp_path / "report", crop=False)
+    assert any("verify.json ignored: stale: verify.json measured sha cdcdcdcdcdcd" in note for note in result.notes)
