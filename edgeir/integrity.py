@@ -3,7 +3,8 @@
 A bundle is trusted only when
 
 * its manifest has a ``files`` table naming every artifact file with its sha256, and each file on
-  disk still has that sha256 (a missing ``files`` table is an error, never a skip);
+  disk still has that sha256 (a missing ``files`` table is an error, never a skip); so do the
+  fake-quant models of an int8 bundle (``quantization.fakequant_files``);
 * the manifest's own content still has the digest recorded in it (``manifest_sha256``: sha256 over
   the canonical JSON of the manifest without that field and without ``signature``), so edits to the
   I/O scale, value range, recipe or weights provenance are caught like edits to the model;
@@ -144,7 +145,11 @@ def check_manifest(path: Path, manifest: dict[str, Any], *, trust_key: str | Pat
 
     changed, missing = [], []
     root = Path(path).resolve()
-    for relative, digest in sorted(files.items()):
+    # The fake-quant models verify compares an int8 artifact with are checked like the artifact.
+    extra = (manifest.get("quantization") or {}).get("fakequant_files") or {}
+    if not isinstance(extra, dict):
+        raise IntegrityError(f"bundle {name}: manifest.json has a malformed 'quantization.fakequant_files' table")
+    for relative, digest in sorted({**extra, **files}.items()):
         file = (root / relative).resolve()
         if not isinstance(digest, str) or root not in file.parents:
             raise IntegrityError(f"bundle {name}: manifest.json has a malformed 'files' entry {relative!r}")
