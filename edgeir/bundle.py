@@ -8,8 +8,10 @@ the bundle it replaces until the new one is whole.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -38,7 +40,10 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".partial", dir=final.parent))
+    remove_stale_partials(final)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.{PARTIAL_PID}{os.getpid()}-", suffix=".partial",
+                                dir=final.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; a bundle gets the permissions any new folder gets
     try:
         yield tmp
         backup = None
@@ -51,6 +56,51 @@ def atomic_directory(final: Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+PARTIAL_PID = "pid"
+_PARTIAL = re.compile(r"^\.(?P<name>.+)\.(?:pid(?P<pid>\d+)-[^.]*\.partial|old-(?P<old>\d+))$")
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_partials(final: Path) -> list[Path]:
+    """Remove ``.NAME.pid<PID>-xxxx.partial/`` left beside ``final`` by an export that was killed (SIGKILL,
+    power loss): the pid in the name is that export's, and it is no longer running. A ``.NAME.old-<PID>``
+    backup of a dead export is put back as ``final`` when that is missing, else removed.
+
+    Returns:
+        The directories removed.
+    """
+    removed = []
+    for path in Path(final).parent.glob(f".{glob.escape(Path(final).name)}.*"):
+        match = _PARTIAL.match(path.name)
+        if not match or match["name"] != Path(final).name or not path.is_dir():
+            continue
+        if _alive(int(match["pid"] or match["old"])):
+            continue
+        if match["old"] and not Path(final).exists():
+            os.replace(path, final)  # killed between moving the old bundle aside and renaming the new one in
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
 
 
 def file_sha256(path: str | Path) -> str:
@@ -71,10 +121,15 @@ def hash_files(root: Path, names: list[str]) -> dict[str, str]:
     return hashes
 
 
+def render_json(data: dict[str, Any]) -> str:
+    """The exact text :func:`write_json` writes (the integrity check compares manifest.json with it)."""
+    return json.dumps(data, indent=2, sort_keys=False) + "\n"
+
+
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write JSON atomically (temporary file, then rename)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+    tmp.write_text(render_json(data))
     os.replace(tmp, path)
 
 
@@ -98,8 +153,10 @@ class Bundle:
             raise UsageError(f"{path} is not an edgeir bundle (no {MANIFEST})")
         try:
             manifest = json.loads(manifest_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, ValueError) as exc:  # ValueError: not JSON, or not UTF-8
             raise UsageError(f"cannot read {manifest_path}: {exc}") from exc
+        if not isinstance(manifest, dict):
+            raise UsageError(f"{manifest_path} is not an edgeir manifest (a JSON object)")
         if manifest.get("schema_version") != SCHEMA_VERSION:
             raise UsageError(
                 f"{manifest_path} has schema version {manifest.get('schema_version')!r}; "
@@ -134,10 +191,26 @@ class Bundle:
         return self.path / name
 
     def check_integrity(self) -> list[str]:
-        """Files whose sha256 differs from the manifest (or that are missing)."""
-        bad = []
-        for name, digest in self.manifest.get("files", {}).items():
-            path = self.path / name
-            if not path.is_file() or file_sha256(path) != digest:
-                bad.append(name)
+        """Files whose sha256 differs from the manifest (or that are missing); ``["manifest.json"]`` when the
+        manifest itself fails :func:`edgeir.integrity.check_manifest` (no ``files`` table, edited content)."""
+        from edgeir.errors import IntegrityError
+        from edgeir.integrity import check_manifest
+
+        bad = [name for name, digest in sorted(self.manifest.get("files", {}).items())
+               if not (self.path / name).is_file() or file_sha256(self.path / name) != digest]
+        if not bad:
+            try:
+                check_manifest(self.path, self.manifest)
+            except IntegrityError:
+                bad = [MANIFEST]
         return bad
+
+    def verified(self, trust_key: str | Path | None = None) -> str:
+        """Run the integrity check (:func:`edgeir.integrity.check_bundle`); returns the artifact digest.
+
+        Raises:
+            IntegrityError: if a file, the manifest or its signature does not match.
+        """
+        from edgeir.integrity import check_bundle
+
+        return check_bundle(self, trust_key=trust_key)

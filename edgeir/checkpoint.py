@@ -19,17 +19,66 @@ from edgeir.errors import CheckpointError
 MAX_LISTED_KEYS = 8
 
 
-def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
-    """Read a ``.safetensors``, ``.pth``, ``.pt`` or ``.ckpt`` file without executing code.
+def checkpoint_format(path: str | Path) -> str:
+    """The checkpoint format from the file's bytes, whatever its name: ``zip`` (``torch.save``), ``pickle``
+    (legacy ``torch.save``) or ``safetensors``.
 
     Raises:
-        CheckpointError: if the file is missing, not a checkpoint, or holds pickled objects that
-            are not plain data (those are refused rather than executed).
+        CheckpointError: one sentence saying what the file is instead (empty, text, an image, random bytes...).
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        raise CheckpointError(f"checkpoint {path} is an empty file (0 bytes)")
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head.startswith(b"PK\x03\x04"):
+        import zipfile
+
+        try:
+            names = zipfile.ZipFile(path).namelist()
+        except zipfile.BadZipFile:
+            raise CheckpointError(f"checkpoint {path} is a damaged zip archive (truncated?)") from None
+        if not any(name.endswith("data.pkl") for name in names):
+            raise CheckpointError(f"checkpoint {path} is a zip archive but not a PyTorch checkpoint (no data.pkl)")
+        return "zip"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if len(head) >= 9:
+        header_len = int.from_bytes(head[:8], "little")
+        if head[8:9] == b"{" and 8 + header_len <= size:
+            return "safetensors"
+    raise CheckpointError(f"checkpoint {path} is not a checkpoint (PyTorch zip, pickle or safetensors): it is "
+                          f"{_describe_bytes(head)}")
+
+
+def _describe_bytes(head: bytes) -> str:
+    magics = {b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"\x1f\x8b": "a gzip archive",
+              b"GIF8": "a GIF image", b"%PDF": "a PDF document", b"\x7fELF": "an executable (ELF)",
+              b"\x08": "an ONNX or other protobuf file"}
+    for magic, what in magics.items():
+        if head.startswith(magic):
+            return what
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return f"unrecognised binary data (first bytes {head[:8].hex()})"
+    if text.lstrip().startswith(("{", "[")):
+        return "a JSON or other text file"
+    return "a text file" if text.isprintable() or "\n" in text else f"unrecognised data (first bytes {head[:8].hex()})"
+
+
+def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
+    """Read a checkpoint without executing code; the format comes from the bytes (:func:`checkpoint_format`).
+
+    Raises:
+        CheckpointError: if the file is missing, not a checkpoint (the sentence says what it is), or
+            holds pickled objects that are not plain data (those are refused rather than executed).
     """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
-    if path.suffix == ".safetensors":
+    if checkpoint_format(path) == "safetensors":
         from safetensors.torch import load_file
 
         try:
@@ -37,10 +86,13 @@ def read_checkpoint(path: str | Path) -> Mapping[str, Any]:
         except Exception as exc:
             raise CheckpointError(f"checkpoint {path} is not a valid safetensors file: {exc}") from exc
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
+        with open(path, "rb") as handle:  # a file object: torch.load must not pick a reader from the suffix
+            data = torch.load(handle, map_location="cpu", weights_only=True)
     except Exception as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if isinstance(exc, EOFError) or "Ran out of input" in str(exc):
+            message = "it ends before the data does (a truncated download or copy?)"
+        elif "weights_only" in str(exc) or "Unsupported global" in str(exc):
             message = ("it holds pickled Python objects beyond tensors, which edgeir refuses to unpickle; "
                        "re-save just the state dict or use safetensors")
         raise CheckpointError(f"cannot read checkpoint {path}: {message}") from exc

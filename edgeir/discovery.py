@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Generic, TypeVar
 
-from edgeir.errors import PluginLoadError
+from edgeir.errors import PluginLoadError  # noqa: F401 - raised by Discovered.get
 from edgeir.registry import Registry
 
 T = TypeVar("T")
@@ -76,24 +76,30 @@ def load_group(
         kind: Word for messages ("method", "target").
         entry_points: The entry points to load; by default those installed.
 
+    A name claimed by two (or more) different entry points identifies neither: every claimant is
+    disabled and recorded as a failure naming all of their sources, without being imported; every
+    other name keeps working (a name identifies results, so it is never silently given to one).
+
     Returns:
         The registry of valid objects and the failures by entry-point name.
-
-    Raises:
-        PluginLoadError: if two entry points claim one name (a name identifies results, so it is
-            never silently replaced).
     """
     if entry_points is None:
         entry_points = metadata.entry_points(group=group)
     discovered: Discovered[T] = Discovered(Registry(kind))
-    seen: dict[str, str] = {}
+    claims: dict[str, list[metadata.EntryPoint]] = {}
     for ep in entry_points:
+        same = [o for o in claims.get(ep.name, []) if (o.value, distribution_of(o)) == (ep.value, distribution_of(ep))]
+        if not same:  # one distribution seen twice on sys.path is one claim
+            claims.setdefault(ep.name, []).append(ep)
+    for name, eps in claims.items():
+        if len(eps) > 1:
+            sources = " and ".join(f"'{ep.value}' from {distribution_of(ep)}" for ep in eps)
+            discovered.failures[name] = LoadFailure(
+                name, " | ".join(ep.value for ep in eps), " and ".join(distribution_of(ep) for ep in eps),
+                f"{kind} '{name}' is declared {len(eps)} times: by {sources}; all of them are disabled until "
+                "one is uninstalled")
+    for ep in (eps[0] for eps in claims.values() if len(eps) == 1):
         source = f"'{ep.value}' from {distribution_of(ep)}"
-        if ep.name in seen:
-            raise PluginLoadError(
-                f"{kind} '{ep.name}' is declared twice: by {seen[ep.name]} and by {source}; uninstall one of them"
-            )
-        seen[ep.name] = source
         try:
             obj = ep.load()
         except Exception as exc:  # a broken plugin must not break the others

@@ -63,3 +63,20 @@ class GateFailed(EdgeirError):
     """At least one gate rule did not hold. ``edgeir gate`` exits 1, as CI systems expect of a failed check."""
 
     exit_code = 1
+
+
+class IntegrityError(UsageError):
+    """A bundle is not what its export wrote: a file or the manifest changed, an entry is missing, or a
+    signature does not verify. Nothing runs on such a bundle (exit 2, like any bad input)."""
+
+
+class BatchError(UsageError):
+    """Some photos of a folder run failed; the others were written.
+
+    ``written`` lists the files written, ``failures`` one ``(input, reason)`` per photo that failed.
+    """
+
+    def __init__(self, message: str, written: list, failures: list) -> None:
+        super().__init__(message)
+        self.written = written
+        self.failures = failures

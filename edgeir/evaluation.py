@@ -218,6 +218,7 @@ def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
     from edgeir.feeds import photo_inputs, runs_on_photos
 
     bundle = Bundle.open(path)
+    bundle.verified()
     manifest = bundle.manifest
     if task is not None and task != manifest["task"]:
         raise UsageError(f"bundle {path} was exported for task {manifest['task']}, not {task}")

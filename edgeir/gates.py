@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from edgeir.bundle import MANIFEST, VERIFY, Bundle
-from edgeir.errors import GateFileError, UsageError
+from edgeir.errors import GateFileError, IntegrityError, UsageError
+from edgeir.integrity import EVIDENCE_FIELD, stale_reason
 from edgeir.profile import Profile, bundle_profiles
 
 if sys.version_info >= (3, 11):
@@ -25,7 +27,7 @@ else:  # pragma: no cover - Python 3.10
 
 GATE_KEYS = {"artifacts", "junit", "markdown", "name"}
 FILTER_KEYS = ("method", "variant", "task", "target", "backend", "quant")
-RULE_KEYS = {"name", "bundle", "metric", "min", "max", "program", "device", "threads", *FILTER_KEYS}
+RULE_KEYS = {"name", "bundle", "metric", "min", "max", "program", "device", "threads", "allow_empty", *FILTER_KEYS}
 LATENCY_METRICS = {"latency_p50_ms": "p50", "latency_p90_ms": "p90", "latency_max_ms": "max"}
 METRICS = {
     "psnr_vs_reference_db": "lowest PSNR of the artifact against the eager reference (verify.json)",
@@ -52,6 +54,7 @@ class Rule:
     device: str = "host"
     threads: int | None = None
     filters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    allow_empty: bool = False
 
     def limit(self) -> str:
         parts = []
@@ -189,6 +192,13 @@ def _parse_rule(raw: dict[str, Any], index: int, start: int, stop: int, lines: l
             raise fail(at(key), f"'{key}' must be a number, got {raw[key]!r}")
     if "min" not in raw and "max" not in raw:
         raise fail(line, f"rule {index + 1} has neither 'min' nor 'max'")
+    for key in ("min", "max"):
+        if key in raw and not math.isfinite(raw[key]):
+            raise fail(at(key), f"'{key}' must be a finite number, got {raw[key]!r}")
+    if "min" in raw and "max" in raw and raw["min"] > raw["max"]:
+        raise fail(at("max"), f"rule {index + 1}: min {raw['min']:g} is above max {raw['max']:g}; no value can pass")
+    if "allow_empty" in raw and not isinstance(raw["allow_empty"], bool):
+        raise fail(at("allow_empty"), f"'allow_empty' must be true or false, got {raw['allow_empty']!r}")
     if "threads" in raw and (isinstance(raw["threads"], bool) or not isinstance(raw["threads"], int)):
         raise fail(at("threads"), f"'threads' must be an integer, got {raw['threads']!r}")
     if not any(fnmatch.fnmatch(p.parent.name, raw["bundle"]) for p in artifacts.glob(f"*/{MANIFEST}")):
@@ -196,16 +206,23 @@ def _parse_rule(raw: dict[str, Any], index: int, start: int, stop: int, lines: l
     return Rule(name=raw.get("name", f"{metric} {raw['bundle']}"), bundle=raw["bundle"], metric=metric, line=line,
                 min=raw.get("min"), max=raw.get("max"), program=raw.get("program"),
                 device=raw.get("device", "host"), threads=raw.get("threads"),
-                filters={k: (raw[k],) if isinstance(raw[k], str) else tuple(raw[k]) for k in FILTER_KEYS if k in raw})
+                filters={k: (raw[k],) if isinstance(raw[k], str) else tuple(raw[k]) for k in FILTER_KEYS if k in raw},
+                allow_empty=raw.get("allow_empty", False))
 
 
-def run_gate(path: str | Path, *, junit: str | Path | None = None, markdown: str | Path | None = None) -> GateReport:
+def run_gate(path: str | Path, *, junit: str | Path | None = None, markdown: str | Path | None = None,
+             trust_key: str | Path | None = None) -> GateReport:
     """Check every rule of a gate file and write the JUnit XML and Markdown summary.
 
     Args:
         path: Gate file (TOML).
         junit: Where to write JUnit XML (default: the file's ``[gate] junit``, else ``<stem>-junit.xml`` beside it).
         markdown: Where to write the Markdown summary (default likewise, ``<stem>-summary.md``).
+        trust_key: ed25519 public key (PEM) every bundle must be signed with.
+
+    Every bundle goes through the integrity check (:mod:`edgeir.integrity`) first: a rule fails on a
+    bundle that fails it, on evidence (verify.json, a profile) measured on another artifact, and when
+    its filters match no bundle at all (unless the rule says ``allow_empty = true``).
 
     Returns:
         The results; :attr:`GateReport.failed` lists the rules that did not hold.
@@ -217,14 +234,30 @@ def run_gate(path: str | Path, *, junit: str | Path | None = None, markdown: str
 
     gate = load_gate_file(path)
     results = []
+    checked: dict[Path, tuple[Bundle, str] | str] = {}
     for rule in gate.rules:
+        matched = 0
         for bundle_dir in sorted(p.parent for p in gate.artifacts.glob(f"*/{MANIFEST}")):
             if not fnmatch.fnmatch(bundle_dir.name, rule.bundle):
                 continue
-            bundle = Bundle.open(bundle_dir)
+            if bundle_dir not in checked:
+                checked[bundle_dir] = _open_checked(bundle_dir, trust_key)
+            opened = checked[bundle_dir]
+            if isinstance(opened, str):  # unreadable or failed the integrity check: every rule on it fails
+                matched += 1
+                results.append(RuleResult(rule, bundle_dir.name, "failed", None, opened))
+                continue
+            bundle, digest = opened
             if any(str(bundle.manifest.get(k)) not in values for k, values in rule.filters.items()):
                 continue
-            results.append(check_rule(rule, bundle))
+            matched += 1
+            results.append(check_rule(rule, bundle, digest))
+        if not matched and not rule.allow_empty:
+            filters = ", ".join(f"{k} = {'|'.join(v)}" for k, v in rule.filters.items())
+            results.append(RuleResult(rule, rule.bundle, "failed", None,
+                                      f"no bundle matches this rule ('{rule.bundle}'{', ' + filters if filters else ''}"
+                                      f" in {gate.artifacts}); a typo would pass CI silently, so it fails "
+                                      "(set allow_empty = true if that is intended)"))
     report = GateReport(path=gate.path, name=gate.name, results=tuple(results),
                         junit=Path(junit) if junit else gate.junit,
                         markdown=Path(markdown) if markdown else gate.markdown)
@@ -235,10 +268,29 @@ def run_gate(path: str | Path, *, junit: str | Path | None = None, markdown: str
     return report
 
 
-def check_rule(rule: Rule, bundle: Bundle) -> RuleResult:
-    """Measure ``rule.metric`` on ``bundle`` and compare it with the rule's limits."""
+def _open_checked(bundle_dir: Path, trust_key: str | Path | None) -> tuple[Bundle, str] | str:
+    """The opened bundle and its checked artifact digest, or the one-sentence reason it cannot be trusted."""
     try:
-        value, where = metric_value(rule, bundle)
+        bundle = Bundle.open(bundle_dir)
+        return bundle, bundle.verified(trust_key)
+    except IntegrityError as exc:
+        return f"integrity: {exc}"
+    except UsageError as exc:
+        return str(exc)
+
+
+def check_rule(rule: Rule, bundle: Bundle, digest: str | None = None) -> RuleResult:
+    """Measure ``rule.metric`` on ``bundle`` and compare it with the rule's limits.
+
+    ``digest`` is the bundle's artifact digest from the integrity check (computed here when None).
+    """
+    try:
+        digest = digest if digest is not None else bundle.verified()
+        value, where = metric_value(rule, bundle, digest)
+    except IntegrityError as exc:
+        return RuleResult(rule, bundle.path.name, "failed", None, f"integrity: {exc}")
+    except Stale as exc:
+        return RuleResult(rule, bundle.path.name, "failed", None, str(exc))
     except NotMeasured as exc:
         return RuleResult(rule, bundle.path.name, "failed", None, f"not measured: {exc}")
     except NotApplicable as exc:
@@ -252,14 +304,21 @@ class NotMeasured(Exception):
     """The metric needs a measurement the bundle does not have (no verify.json, no profile)."""
 
 
+class Stale(NotMeasured):
+    """The evidence (verify.json, a profile) was measured on another artifact than the bundle's."""
+
+
 class NotApplicable(Exception):
     """The metric does not apply to this bundle (delegation coverage of an ONNX model)."""
 
 
-def metric_value(rule: Rule, bundle: Bundle) -> tuple[float, str]:
+def metric_value(rule: Rule, bundle: Bundle, digest: str) -> tuple[float, str]:
     """The rule's metric on ``bundle`` (the worst over programs when the rule names none), and where from.
 
+    ``digest`` is the bundle's artifact digest; evidence that records another is refused as stale.
+
     Raises:
+        Stale: if the verify.json or profile it needs was measured on another artifact.
         NotMeasured: if the verification or profile it needs is missing or could not run here.
         NotApplicable: if the metric does not exist for this kind of bundle.
     """
@@ -275,15 +334,21 @@ def metric_value(rule: Rule, bundle: Bundle) -> tuple[float, str]:
             raise NotMeasured(f"no program '{rule.program}' in the delegation summary")
         return min(v["coverage"] for v in programs.values()), ""
     if metric in ("psnr_vs_reference_db", "psnr_drop_db", "eval_psnr_db"):
-        return _verify_metric(rule, bundle)
-    return _profile_metric(rule, bundle)
+        return _verify_metric(rule, bundle, digest)
+    return _profile_metric(rule, bundle, digest)
 
 
-def _verify_metric(rule: Rule, bundle: Bundle) -> tuple[float, str]:
+def _verify_metric(rule: Rule, bundle: Bundle, digest: str) -> tuple[float, str]:
     path = bundle.path / VERIFY
     if not path.is_file():
         raise NotMeasured(f"no {VERIFY}; run 'edgeir verify {bundle.path}'")
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NotMeasured(f"cannot read {VERIFY}: {exc}") from exc
+    stale = stale_reason(data, digest, VERIFY)
+    if stale:
+        raise Stale(stale)
     if data.get("status") == "not-run":
         raise NotMeasured(f"verification did not run: {data.get('reason', '')}")
     field_name = {"psnr_vs_reference_db": "min_psnr_db"}.get(rule.metric, rule.metric)
@@ -308,13 +373,16 @@ def find_profile(bundle: Bundle, device: str) -> Profile | None:
     return None
 
 
-def _profile_metric(rule: Rule, bundle: Bundle) -> tuple[float, str]:
+def _profile_metric(rule: Rule, bundle: Bundle, digest: str) -> tuple[float, str]:
     try:
         profile = find_profile(bundle, rule.device)
     except UsageError as exc:
         raise NotMeasured(str(exc)) from exc
     if profile is None:
         raise NotMeasured(f"no profile from device '{rule.device}' in {bundle.path.name}/profiles")
+    stale = stale_reason({EVIDENCE_FIELD: profile.artifact_digest or None}, digest, f"profile {profile.device.id}")
+    if stale:
+        raise Stale(stale)
     if profile.not_run:
         raise NotMeasured(f"profile on {profile.device.id} did not run: {profile.not_run}")
     rows = [m for m in profile.measurements if rule.program in (None, m.program)

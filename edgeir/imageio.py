@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".bmp")
 _ALPHA_FORMATS = ("PNG", "TIFF", "WEBP")
 _SIXTEEN_BIT_FORMATS = ("PNG", "TIFF")
+# The most pixels a photo may declare, on every decoder path (Pillow, tifffile), checked from the
+# header before any pixel is allocated: Pillow's own decompression-bomb error limit (2 x its
+# MAX_IMAGE_PIXELS default), about 179 megapixels, or 1 GiB of 16-bit RGB.
+MAX_PIXELS = 2 * 89_478_485
 _ORIENTATION_TAG = 0x0112
 _ICC_TAG = 34675
 
@@ -92,6 +96,7 @@ def load_image(path: str | Path) -> Picture:
         raise ImageError(f"image {path} is empty (0 bytes)")
     try:
         with Image.open(path) as image:
+            check_pixel_count(path, *image.size)
             if image.format == "TIFF" and _is_deep_colour_tiff(image):
                 return _load_tiff(path, _orientation(image))
             image.load()
@@ -103,7 +108,19 @@ def load_image(path: str | Path) -> Picture:
     except (OSError, SyntaxError, ValueError, struct.error, EOFError) as exc:
         raise ImageError(f"image {path} is damaged or truncated ({exc})") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(f"image {path} is too large to decode safely ({exc})") from exc
+        raise ImageError(f"image {path} is too large to decode safely: more than {MAX_PIXELS:,} pixels "
+                         f"({exc})") from exc
+
+
+def check_pixel_count(path: str | Path, width: int, height: int) -> None:
+    """Refuse a photo whose header declares more than :data:`MAX_PIXELS` pixels (before decoding it).
+
+    Raises:
+        ImageError: naming the file, its declared size and the limit.
+    """
+    if width * height > MAX_PIXELS:
+        raise ImageError(f"image {path} declares {width}x{height} = {width * height:,} pixels, above the limit of "
+                         f"{MAX_PIXELS:,}; it is not decoded (a corrupt header or a decompression bomb)")
 
 
 def _is_deep_colour_tiff(image) -> bool:
@@ -199,6 +216,7 @@ def _load_tiff(path: Path, orientation: int) -> Picture:
 
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
+        check_pixel_count(path, int(page.imagewidth), int(page.imagelength))
         data = page.asarray()
         tag = page.tags.get(_ICC_TAG)
         icc = bytes(tag.value) if tag is not None else None
@@ -232,6 +250,22 @@ def _convert_alpha(alpha: np.ndarray, bits: int) -> np.ndarray:
     return alpha
 
 
+def check_output_path(path: str | Path) -> str:
+    """The image format an output path's extension picks, checked before any work is done.
+
+    Raises:
+        ImageError: if the extension is not one edgeir writes.
+    """
+    from PIL import Image
+
+    path = Path(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ImageError(f"cannot write {path}: unknown image extension '{path.suffix}' "
+                         f"(use one of {', '.join(IMAGE_EXTENSIONS)})")
+    return fmt
+
+
 def write_image(path: str | Path, image: np.ndarray, *, bits: int = 8, alpha: np.ndarray | None = None,
                 icc_profile: bytes | None = None, grey: bool = False) -> Path:
     """Write an HxWx3 float image in [0, 1]; atomic (no partial file on error).
@@ -248,12 +282,9 @@ def write_image(path: str | Path, image: np.ndarray, *, bits: int = 8, alpha: np
     Raises:
         ImageError: if the format is unknown or the file cannot be written.
     """
-    from PIL import Image
 
     path = Path(path)
-    fmt = Image.registered_extensions().get(path.suffix.lower())
-    if fmt is None:
-        raise ImageError(f"cannot write {path}: unknown image extension '{path.suffix}'")
+    fmt = check_output_path(path)
     if bits == 16 and fmt not in _SIXTEEN_BIT_FORMATS:
         log.info("%s holds 8-bit samples only; writing %s at 8 bits", fmt, path.name)
         bits = 8

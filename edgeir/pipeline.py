@@ -24,10 +24,12 @@ from edgeir.bundle import MANIFEST, SCHEMA_VERSION, Bundle, atomic_directory, bu
 from edgeir.discovery import methods, quant_schemes, targets
 from edgeir.errors import EdgeirError, StageError, UsageError
 from edgeir.feeds import output_psnr
+from edgeir.integrity import seal
 from edgeir.metrics import max_abs_error
 from edgeir.progress import progress_bar
 from edgeir.quantization import QuantScheme
 from edgeir.recipe import ExportRecipe, Program, RecipeOptions, TLCOptions
+from edgeir.recipe_check import check_recipe
 from edgeir.reference import ReferenceRunner, build_model_with_weights
 from edgeir.target import ExportOptions, Target, package_version
 
@@ -35,6 +37,7 @@ log = logging.getLogger(__name__)
 
 STAGES = ("build", "recipe", "rewrite", "quantize", "export", "load", "run", "compare", "write")
 REWRITE_TOLERANCE = 1e-4
+MAX_SIDE = 4096  # largest side of an exported program (photos of any size are tiled through it)
 
 
 @contextlib.contextmanager
@@ -166,6 +169,8 @@ def export(
     calibration: str | Path | None = None,
     exits: str | None = None,
     qat_lr: float | None = None,
+    sign_key: str | Path | None = None,
+    record_weights_path: bool = False,
 ) -> Bundle:
     """Export ``method`` to ``target`` and return the bundle written under ``output``.
 
@@ -187,12 +192,17 @@ def export(
         calibration: Folder of clean images for calibration and QAT (None: the built-in photos' training split).
         exits: Early exits to export ("all" or "1,3,6") for methods with exit programs (``exit_<k>``).
         qat_lr: Peak learning rate of quantization-aware training (default: the quantize stage's, 2e-5).
+        sign_key: ed25519 private key (PEM) to sign the manifest with (:mod:`edgeir.integrity`).
+        record_weights_path: Record the checkpoint's absolute path in the manifest (by default only its
+            file name and sha256: a bundle that ships in an app must not carry the build machine's paths).
 
     Raises:
         UsageError: for unknown names or bad options (``tlc`` for a method without global
             operations, or whose recipe does not implement the conversion).
         StageError: when a stage fails; it names the stage.
     """
+    if input_size is not None and not all(0 < int(side) <= MAX_SIDE for side in input_size):
+        raise UsageError(f"input size {input_size[0]}x{input_size[1]}: each side must be 1 to {MAX_SIDE} pixels")
     spec = methods().get(method)
     target_obj: Target = targets().get(target)
     variant = spec.variant(variant or spec.default_variant).name
@@ -206,6 +216,10 @@ def export(
     target_label = target if options.backend == target_obj.default_backend else f"{target}-{options.backend}"
     method_label = f"{method}-local" if tlc_options else method
     final = Path(output) / bundle_name(method_label, variant, task, target_label, options.quant)
+    if sign_key is not None:
+        from edgeir.integrity import load_private_key
+
+        load_private_key(sign_key)  # a bad key is a usage error before the work, not after
 
     timings: dict[str, float] = {}
     with progress_bar(total=len(STAGES), desc=f"export {final.name}") as bar:
@@ -226,6 +240,7 @@ def export(
                 recipe = quantized_programs(recipe)
         with stage("rewrite", bar, timings):
             lowered, rewrite_records = apply_rewrites(recipe, options.backend)
+            check_recipe(spec.name, lowered)  # the plugin's declared I/O and tiling vs what it exports
         quantized = None
         with stage("quantize", bar, timings):
             if engine is not None and not engine.post_export:
@@ -246,7 +261,8 @@ def export(
                 manifest["recipe_options"] = {"exits": exits}
                 manifest["exits"] = [{"program": p.name, **p.metadata} for p in recipe.programs
                                      if p.name.startswith("exit_")]
-            write_json(tmp / MANIFEST, manifest)
+            _strip_local_paths(manifest, record_weights_path, calibration)
+            write_json(tmp / MANIFEST, seal(manifest))
             bundle = Bundle(tmp, manifest)
             with stage("load", bar, timings):
                 runner = target_obj.runtime(bundle)
@@ -261,7 +277,8 @@ def export(
                     manifest["export_check"] = {"status": "passed", "runtime": runner.runtime, "programs": check}
             with stage("write", bar, timings):
                 manifest["stage_seconds"] = timings
-                write_json(tmp / MANIFEST, manifest)
+                _check_no_local_paths(manifest, tmp)
+                write_json(tmp / MANIFEST, seal(manifest, sign_key))
     return Bundle.open(final)
 
 
@@ -305,3 +322,44 @@ def _manifest(spec, variant, task, target, options, recipe: ExportRecipe, weight
         "target_details": details,
         "files": files,
     }
+
+
+def _strip_local_paths(manifest: dict[str, Any], keep_weights_path: bool, calibration=None) -> None:
+    """Weights provenance as file name + sha256: the absolute path only when asked for (this machine's
+    :mod:`edgeir.checkpoint_index` remembers it for ``verify``); the calibration folder by its name."""
+    if calibration is not None and "quantization" in manifest:
+        spelled = {str(Path(calibration).resolve()), str(calibration)}
+        spelled = sorted((s for s in spelled if Path(s).is_absolute()), key=len, reverse=True)
+
+        def scrub(value):
+            if isinstance(value, dict):
+                return {k: scrub(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [scrub(v) for v in value]
+            if isinstance(value, str):
+                for path in spelled:
+                    value = value.replace(path, Path(path).name)
+            return value
+
+        manifest["quantization"] = scrub(manifest["quantization"])
+    weights = manifest.get("weights", {})
+    if weights.get("path"):
+        weights["file"] = Path(weights["path"]).name
+        if weights.get("source") == "checkpoint" and weights.get("file_sha256"):
+            from edgeir.checkpoint_index import remember
+
+            remember(weights["file_sha256"], weights["path"])
+        if not keep_weights_path:
+            del weights["path"]
+
+
+def _check_no_local_paths(manifest: dict[str, Any], tmp: Path) -> None:
+    """Refuse to ship a manifest that names the folder the bundle was built in."""
+    import json
+
+    text = json.dumps(manifest)
+    weights_path = manifest.get("weights", {}).get("path")
+    for folder in {str(tmp.resolve()), str(tmp.parent.resolve())}:
+        if len(folder) > 1 and folder in text.replace(weights_path or "\0", ""):
+            raise StageError("write", f"the manifest records a local path ({folder}); a bundle must not carry "
+                                      "the build machine's directory layout")

@@ -97,6 +97,8 @@ class Profile:
         created: ISO time stamp.
         measurements: One per program and thread count.
         not_run: Why nothing was measured (e.g. Core ML on Linux); empty when measured.
+        artifact_digest: The bundle's artifact digest (:func:`edgeir.integrity.artifact_digest`) when it
+            was measured or imported; ``gate`` refuses the profile once the bundle's differs.
     """
 
     bundle: str
@@ -108,6 +110,7 @@ class Profile:
     measurements: tuple[Measurement, ...] = ()
     not_run: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    artifact_digest: str = ""
 
     @property
     def measured_on(self) -> str:
@@ -127,6 +130,8 @@ class Profile:
             "measured_on_text": self.measured_on, "device": self.device.to_json(), "runtime": self.runtime,
             "artifact_sha256": self.artifact_sha256, "source": self.source, "created": self.created,
         }
+        if self.artifact_digest:
+            data["artifact_digest"] = self.artifact_digest
         if self.not_run:
             data["not_run"] = self.not_run
         data.update(self.extra)
@@ -136,12 +141,13 @@ class Profile:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Profile:
         known = {"schema", "bundle", "measured_on", "measured_on_text", "device", "runtime", "artifact_sha256",
-                 "source", "created", "not_run", "measurements"}
+                 "source", "created", "not_run", "measurements", "artifact_digest"}
         return cls(bundle=data["bundle"], device=Device.from_json(data["device"]), runtime=dict(data["runtime"]),
                    artifact_sha256=dict(data["artifact_sha256"]), source=data.get("source", ""),
                    created=data.get("created", ""),
                    measurements=tuple(Measurement.from_json(m) for m in data.get("measurements", ())),
-                   not_run=data.get("not_run", ""), extra={k: v for k, v in data.items() if k not in known})
+                   not_run=data.get("not_run", ""), extra={k: v for k, v in data.items() if k not in known},
+                   artifact_digest=str(data.get("artifact_digest", "")))
 
     def save(self, bundle_path: Path) -> Path:
         """Write to ``bundle_path/profiles/<device id>.json`` (replacing an earlier profile of that device)."""

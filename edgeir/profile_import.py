@@ -47,6 +47,7 @@ def import_profile(
     sha256: str | None = None,
     program: str | None = None,
     threads: int | None = None,
+    trust_key: str | Path | None = None,
 ) -> tuple[Profile, Path]:
     """Store a profile measured on a device as ``BUNDLE/profiles/<device>.json``.
 
@@ -60,6 +61,7 @@ def import_profile(
         sha256: sha256 of the artifact file the device ran (required for ETDump and ONNX Runtime files).
         program: Program that ran (default: the bundle's first; the app JSON may name it).
         threads: Threads the device's runtime used, when known (0: its default).
+        trust_key: ed25519 public key (PEM) the bundle must be signed with.
 
     Returns:
         The profile and the path it was written to.
@@ -69,6 +71,7 @@ def import_profile(
             the bundle's artifact files.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    digest = bundle.verified(trust_key)
     file = Path(file)
     if not file.is_file():
         raise UsageError(f"no profile file {file}")
@@ -76,7 +79,7 @@ def import_profile(
     if format not in FORMATS:
         raise UsageError(f"unknown profile format '{format}'; formats: {', '.join(FORMATS)}")
     if format == "app":
-        return _import_app(bundle, file, program)
+        return _import_app(bundle, file, program, digest)
     if not device:
         raise UsageError(f"importing an {format} file needs --device (a name for "
                          "the phone, e.g. pixel8-tensor-g3)")
@@ -99,7 +102,8 @@ def import_profile(
     result = Profile(bundle=bundle.path.name,
                      device=Device(id=slug(device), chip=chip or "unknown", cores=0, os=os or "unknown", kind="target"),
                      runtime=runtime, artifact_sha256=matched, source=f"imported {format}: {file.name}",
-                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"), measurements=(measurement,))
+                     created=datetime.now(timezone.utc).isoformat(timespec="seconds"), measurements=(measurement,),
+                     artifact_digest=digest)
     return result, result.save(bundle.path)
 
 
@@ -113,7 +117,7 @@ def _check_sha256(bundle: Bundle, sha256: str) -> dict[str, str]:
     return matched
 
 
-def _import_app(bundle: Bundle, file: Path, program: str | None) -> tuple[Profile, Path]:
+def _import_app(bundle: Bundle, file: Path, program: str | None, digest: str) -> tuple[Profile, Path]:
     try:
         data: dict[str, Any] = json.loads(file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -140,5 +144,5 @@ def _import_app(bundle: Bundle, file: Path, program: str | None) -> tuple[Profil
     result = Profile(bundle=bundle.path.name, device=device, runtime=runtime, artifact_sha256=matched,
                      source=f"imported app JSON: {file.name}",
                      created=data.get("created") or datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                     measurements=(measurement,))
+                     measurements=(measurement,), artifact_digest=digest)
     return result, result.save(bundle.path)

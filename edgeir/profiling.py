@@ -21,6 +21,21 @@ from edgeir.profile import Measurement, Profile
 from edgeir.progress import progress_bar
 
 DEFAULT_THREADS = (1,)
+
+
+def max_threads() -> int:
+    """The largest thread count ``profile`` accepts: 4x this host's cores, at least 64."""
+    import os
+
+    return max(64, 4 * (os.cpu_count() or 1))
+
+
+def check_thread_counts(threads: Sequence[int]) -> None:
+    """Raise UsageError for a thread count below 0 or above :func:`max_threads`."""
+    bad = [t for t in threads if not 0 <= t <= max_threads()]
+    if bad:
+        raise UsageError(f"thread counts must be 0 (runtime default) to {max_threads()} "
+                         f"(4x this host's cores, at least 64), got {', '.join(map(str, bad))}")
 TRACE_RUNS = 3
 
 
@@ -33,6 +48,7 @@ def profile(
     warmup: int = 3,
     ops: bool = True,
     seed: int = 0,
+    trust_key: str | Path | None = None,
 ) -> tuple[Profile, Path]:
     """Time the bundle's programs on this host and write ``profiles/<host id>.json`` into the bundle.
 
@@ -50,28 +66,28 @@ def profile(
         warmup: Untimed runs before them.
         ops: Also collect per-operator rows where the runtime can.
         seed: Seed of the random inputs.
+        trust_key: ed25519 public key (PEM) the bundle must be signed with.
 
     Returns:
         The profile and the path it was written to.
 
     Raises:
-        UsageError: for an unknown program, bad counts, or a bundle modified after export.
+        UsageError: for an unknown program or bad counts.
+        IntegrityError: for a bundle that fails the integrity check (:mod:`edgeir.integrity`).
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     if runs < 1 or warmup < 0:
         raise UsageError(f"--runs must be at least 1 and --warmup at least 0 (got {runs} and {warmup})")
     threads = tuple(threads) if threads else DEFAULT_THREADS
-    if any(t < 0 for t in threads):
-        raise UsageError(f"thread counts must be 0 (runtime default) or more, got {list(threads)}")
-    corrupted = bundle.check_integrity()
-    if corrupted:
-        raise UsageError(f"bundle {bundle.path} was modified after export: sha256 differs for {', '.join(corrupted)}")
+    check_thread_counts(threads)
+    digest = bundle.verified(trust_key)
     programs = [bundle.program(program)] if program else bundle.programs
     target = targets().get(bundle.target)
     device = this_host()
     runtime = {"target": bundle.target, "backend": bundle.manifest.get("backend", ""), "edgeir": __version__}
     base = dict(bundle=bundle.path.name, device=device, artifact_sha256=dict(bundle.manifest.get("files", {})),
-                source="edgeir profile", created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                source="edgeir profile", artifact_digest=digest,
+                created=datetime.now(timezone.utc).isoformat(timespec="seconds"))
     measurements = []
     rng = np.random.default_rng(seed)
     with progress_bar(total=len(programs) * len(threads) * (runs + warmup), desc="profile") as bar:

@@ -21,6 +21,7 @@ import numpy as np
 
 from edgeir.bundle import MANIFEST, VERIFY, Bundle
 from edgeir.errors import UsageError
+from edgeir.integrity import EVIDENCE_FIELD, stale_reason
 from edgeir.profile import Profile, bundle_profiles
 from edgeir.report_plots import CropRow, Point, crops, pareto_front, scatter
 
@@ -58,22 +59,44 @@ class Report:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
 
-def collect(artifacts: str | Path) -> list[ReportEntry]:
+def collect(artifacts: str | Path, *, trust_key: str | Path | None = None,
+            notes: list[str] | None = None) -> list[ReportEntry]:
     """Every bundle under ``artifacts`` (directly or one level down) with its verification and profiles.
+
+    Each bundle goes through the integrity check first: one that fails it is left out, and
+    verify.json or a profile measured on another artifact is ignored; ``notes`` gets a sentence for each.
 
     Raises:
         UsageError: if there is no bundle there.
     """
+    notes = notes if notes is not None else []
     root = Path(artifacts)
     manifests = sorted({*root.glob(f"*/{MANIFEST}"), *root.glob(MANIFEST)})
     if not manifests:
         raise UsageError(f"no bundles under {root} (looked for */{MANIFEST})")
     entries = []
     for manifest in manifests:
-        bundle = Bundle.open(manifest.parent)
-        verify_path = bundle.path / VERIFY
-        verify = json.loads(verify_path.read_text()) if verify_path.is_file() else {}
-        entries.append(ReportEntry(bundle, verify, bundle_profiles(bundle.path)))
+        try:
+            bundle = Bundle.open(manifest.parent)
+            digest = bundle.verified(trust_key)
+            verify_path = bundle.path / VERIFY
+            verify = json.loads(verify_path.read_text()) if verify_path.is_file() else {}
+            profiles = bundle_profiles(bundle.path)
+        except (UsageError, ValueError) as exc:
+            notes.append(f"{manifest.parent.name}: left out: {exc}")
+            continue
+        stale = stale_reason(verify, digest, VERIFY) if verify else None
+        if stale:
+            notes.append(f"{bundle.path.name}: verify.json ignored: {stale}")
+            verify = {}
+        for device, profile in list(profiles.items()):
+            stale = stale_reason({EVIDENCE_FIELD: profile.artifact_digest or None}, digest, f"profile {device}")
+            if stale:
+                notes.append(f"{bundle.path.name}: profile {device} ignored: {stale}")
+                del profiles[device]
+        entries.append(ReportEntry(bundle, verify, profiles))
+    if not entries:
+        raise UsageError(f"no bundle under {root} passed the integrity check: " + "; ".join(notes))
     return entries
 
 
@@ -167,13 +190,15 @@ def _downscale(image: np.ndarray, short_side: int) -> np.ndarray:
     return np.asarray(pil, dtype=np.float32) / 255.0
 
 
-def report(artifacts: str | Path = "artifacts", *, output: str | Path | None = None, crop: bool = True) -> Report:
+def report(artifacts: str | Path = "artifacts", *, output: str | Path | None = None, crop: bool = True,
+           trust_key: str | Path | None = None) -> Report:
     """Write the accuracy-vs-latency scatter of each device, the crops and ``report.html``.
 
     Args:
         artifacts: Directory holding bundles.
         output: Where to write (default ``<artifacts>/report``).
         crop: Also run each bundle on a photo crop (needs the reference model; slower).
+        trust_key: ed25519 public key (PEM) every bundle must be signed with (others are left out).
 
     Returns:
         The paths written and the notes the page shows.
@@ -181,12 +206,13 @@ def report(artifacts: str | Path = "artifacts", *, output: str | Path | None = N
     Raises:
         UsageError: if there are no bundles under ``artifacts``.
     """
-    entries = collect(artifacts)
+    integrity_notes: list[str] = []
+    entries = collect(artifacts, trust_key=trust_key, notes=integrity_notes)
     out = Path(output) if output else Path(artifacts) / "report"
     out.mkdir(parents=True, exist_ok=True)
     field_name, accuracy_label = _accuracy(entries)
     by_device, missing = points_by_device(entries, field_name)
-    notes = list(missing)
+    notes = integrity_notes + list(missing)
     if field_name == "min_psnr_db":
         notes.insert(0, "Weights are a random initialisation (or not all bundles have a checkpoint): accuracy is "
                         "the artifact's PSNR against its eager fp32 reference, not restoration quality "

@@ -7,6 +7,7 @@ the ICC profile of each photo are carried to its output; outputs are written ato
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,10 +17,10 @@ import numpy as np
 
 from edgeir.bundle import Bundle
 from edgeir.discovery import methods, targets
-from edgeir.errors import UsageError
+from edgeir.errors import BatchError, EdgeirError, UsageError
 from edgeir.feeds import photo_inputs, runs_on_photos
 from edgeir.globalstate import tile_program_for, tile_runner
-from edgeir.imageio import IMAGE_EXTENSIONS, Picture, load_image, write_image
+from edgeir.imageio import IMAGE_EXTENSIONS, Picture, check_output_path, load_image, write_image
 from edgeir.progress import progress_bar
 from edgeir.tiling import dynamic_tile, restore_tiled
 
@@ -100,13 +101,14 @@ def default_program(bundle: Bundle) -> dict[str, Any]:
 
 
 def _open(bundle: str | Path | Bundle, program: str | None, adaptive: float | None = None,
-          log: list[dict[str, Any]] | None = None):
+          log: list[dict[str, Any]] | None = None, trust_key: str | Path | None = None):
     """The tile policy and ``make_run_tile(pixels) -> run_tile`` (state shared by tiles is computed per photo).
 
     With ``adaptive``, each tile is one region of the method's early-exit controller, which picks
     the tile's exit itself; what it did per tile is appended to ``log``.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
+    bundle.verified(trust_key)  # never run an artifact that is not the one exported (edgeir.integrity)
     spec = bundle.program(program) if program else default_program(bundle)
     policy = tile_policy(bundle, spec)
     target = targets().get(bundle.target)
@@ -150,7 +152,8 @@ def _restore_file(path: Path, output: Path, make_run_tile, policy: TilePolicy) -
                        grey=picture.grey)
 
 
-def run(bundle: str | Path | Bundle, image: str | Path, output: str | Path, *, program: str | None = None) -> Path:
+def run(bundle: str | Path | Bundle, image: str | Path, output: str | Path, *, program: str | None = None,
+        trust_key: str | Path | None = None) -> Path:
     """Restore the photo ``image`` (any size) with the bundle's artifact and write it to ``output``.
 
     Args:
@@ -158,13 +161,24 @@ def run(bundle: str | Path | Bundle, image: str | Path, output: str | Path, *, p
         image: Input photo (PNG, JPEG, TIFF, WebP; 8 or 16 bit; grey, RGB or RGBA).
         output: Output file; its extension picks the format.
         program: Program to run (by default the bundle's first, or the tile program its global state feeds).
+        trust_key: ed25519 public key (PEM) the bundle must be signed with.
 
     Raises:
-        UsageError: if the program does not restore single images or cannot run on this host.
+        UsageError: if the program does not restore single images or cannot run on this host, or
+            ``output`` is the input.
+        IntegrityError: if the bundle fails the integrity check.
         ImageError: naming the file, if the image cannot be read or the output cannot be written.
     """
-    policy, make_run_tile = _open(bundle, program)
+    _check_pair(Path(image), Path(output))
+    policy, make_run_tile = _open(bundle, program, trust_key=trust_key)
     return _restore_file(Path(image), Path(output), make_run_tile, policy)
+
+
+def _check_pair(source: Path, target: Path) -> None:
+    """Before any work: the output's extension is one edgeir writes, and the output is not the input."""
+    check_output_path(target)
+    if target.exists() and (target.resolve() == source.resolve() or os.path.samefile(target, source)):
+        raise UsageError(f"output {target} is the input photo; choose another path so the input is not overwritten")
 
 
 def image_files(folder: str | Path) -> list[Path]:
@@ -174,34 +188,39 @@ def image_files(folder: str | Path) -> list[Path]:
 
 
 def restore(bundle: str | Path | Bundle, source: str | Path, output: str | Path, *,
-            program: str | None = None, adaptive: float | None = None) -> list[Path]:
+            program: str | None = None, adaptive: float | None = None,
+            trust_key: str | Path | None = None) -> list[Path]:
     """Restore a photo, or every photo directly inside a folder, with the bundle's artifact.
 
     A folder's photos go into the folder ``output`` under their own names; a single photo goes to
     the file ``output`` (or into it, keeping its name, when ``output`` is an existing folder).
     ``adaptive`` (a threshold) runs the method's early-exit controller instead of one program; use
-    :func:`restore_adaptive` to get what it did.
+    :func:`restore_adaptive` to get what it did. An output never replaces an input, and the output
+    path is checked before any photo is restored. A folder run goes on past a photo that fails.
 
     Returns:
         The files written.
 
     Raises:
-        UsageError: if ``source`` does not exist, a folder holds no images, or the artifact cannot run.
-        ImageError: naming the file, for the first photo that cannot be read or written; photos
-            restored before it are kept, none is left half-written.
+        UsageError: if ``source`` does not exist, a folder holds no images, the output is the input,
+            or the artifact cannot run.
+        IntegrityError: if the bundle fails the integrity check.
+        ImageError: naming the file, when a single photo cannot be read or written (none is left half-written).
+        BatchError: after a folder run in which some photos failed: it lists each failure and the
+            files that were written.
     """
-    return [path for path, _ in _restore_all(bundle, source, output, program, adaptive)]
+    return [path for path, _ in _restore_all(bundle, source, output, program, adaptive, trust_key)]
 
 
 def restore_adaptive(bundle: str | Path | Bundle, source: str | Path, output: str | Path, *,
-                     threshold: float) -> list[tuple[Path, dict[str, Any]]]:
+                     threshold: float, trust_key: str | Path | None = None) -> list[tuple[Path, dict[str, Any]]]:
     """Adaptive inference on photos: every tile (a region of the program's shape) takes its own exit.
 
     Returns:
         Per photo written, a summary: ``regions``, ``exits`` (one per tile, in tile order),
         ``mean_exit``, ``macs`` spent and ``full_macs`` (every region through the deepest exit).
     """
-    return _restore_all(bundle, source, output, None, threshold)
+    return _restore_all(bundle, source, output, None, threshold, trust_key)
 
 
 def _summary(facts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -212,7 +231,8 @@ def _summary(facts: list[dict[str, Any]]) -> dict[str, Any]:
             "scores": [f.get("scores") for f in facts]}
 
 
-def _restore_all(bundle, source, output, program, adaptive) -> list[tuple[Path, dict[str, Any] | None]]:
+def _restore_all(bundle, source, output, program, adaptive,
+                 trust_key=None) -> list[tuple[Path, dict[str, Any] | None]]:
     source, output = Path(source), Path(output)
     if not source.exists():
         raise UsageError(f"{source} does not exist")
@@ -227,8 +247,10 @@ def _restore_all(bundle, source, output, program, adaptive) -> list[tuple[Path, 
         pairs = [(path, output / path.name) for path in files]
     else:
         pairs = [(source, output / source.name if output.is_dir() else output)]
+    for path, target in pairs:
+        _check_pair(path, target)
     log: list[dict[str, Any]] = []
-    policy, make_run_tile = _open(bundle, program, adaptive, log)
+    policy, make_run_tile = _open(bundle, program, adaptive, log, trust_key)
 
     def restore_one(path: Path, target: Path) -> tuple[Path, dict[str, Any] | None]:
         log.clear()
@@ -237,9 +259,18 @@ def _restore_all(bundle, source, output, program, adaptive) -> list[tuple[Path, 
 
     if len(pairs) == 1:
         return [restore_one(*pairs[0])]
-    results = []
+    results, failures = [], []
     with progress_bar(total=len(pairs), desc="photos", unit="photo") as bar:
         for path, target in pairs:
-            results.append(restore_one(path, target))
+            try:
+                results.append(restore_one(path, target))
+            except EdgeirError as exc:  # one bad photo never stops the batch
+                failures.append((path, str(exc)))
+            except (RuntimeError, ValueError, MemoryError, OSError) as exc:  # the runtime refused this photo
+                failures.append((path, f"{type(exc).__name__}: {exc}"))
             bar.update(1)
+    if failures:
+        names = ", ".join(path.name for path, _ in failures)
+        raise BatchError(f"{len(failures)} of {len(pairs)} photos failed ({names}); {len(results)} restored into "
+                         f"{output}", [path for path, _ in results], failures)
     return results

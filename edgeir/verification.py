@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from edgeir.bundle import MANIFEST, VERIFY, Bundle, write_json
+from edgeir.bundle import VERIFY, Bundle, write_json
 from edgeir.discovery import methods, quant_schemes, targets
 from edgeir.errors import CheckFailed, UsageError
 from edgeir.feeds import fill_inputs, output_psnr, photo_inputs, runs_on_photos
+from edgeir.integrity import EVIDENCE_FIELD
 from edgeir.metrics import max_abs_error, psnr
 from edgeir.photos import builtin_photos, degrade, fit_to
 from edgeir.quantize import load_fakequant
@@ -43,6 +44,7 @@ def verify(
     weights: str | Path | None = None,
     seed: int = 0,
     strict: bool = True,
+    trust_key: str | Path | None = None,
 ) -> VerifyReport:
     """Run the artifact and the eager reference on built-in photos and compare them.
 
@@ -56,19 +58,23 @@ def verify(
         weights: Checkpoint to rebuild the reference from when the recorded path has moved.
         seed: Seed of the degradation noise.
         strict: Raise :class:`CheckFailed` when the artifact is below its scheme's threshold.
+        trust_key: ed25519 public key (PEM) the bundle must be signed with.
+
+    Verify writes ``verify.json`` only, never the manifest (whose digest must stay valid); it records
+    the artifact digest it measured, which ``gate`` compares with the bundle's.
 
     Raises:
+        IntegrityError: if the bundle fails the integrity check (:mod:`edgeir.integrity`).
         UsageError: if the bundle is not readable or its reference cannot be rebuilt.
         CheckFailed: if ``strict`` and the artifact differs from the reference beyond tolerance.
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     manifest = bundle.manifest
     target = targets().get(bundle.target)
-    corrupted = bundle.check_integrity()
-    if corrupted:
-        raise UsageError(f"bundle {bundle.path} was modified after export: sha256 differs for {', '.join(corrupted)}")
+    digest = bundle.verified(trust_key)
     data: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        EVIDENCE_FIELD: digest,
         "method": manifest["method"], "variant": manifest["variant"], "task": manifest["task"],
         "target": manifest["target"], "quant": manifest["quant"],
         "weights": manifest["weights"],
@@ -110,8 +116,8 @@ def verify(
     if manifest["weights"].get("source") == "random-init":
         data["accuracy_note"] = ("weights are a random initialisation: the artifact matches its reference, but "
                                  "neither restores images; restoration accuracy is meaningless")
-    write_json(bundle.path / VERIFY, data)
     _record_exit_results(bundle, data)
+    write_json(bundle.path / VERIFY, data)
     report = VerifyReport(bundle.path, data["status"], data)
     if disagree:
         data["status"] = "failed"
@@ -146,7 +152,14 @@ def _rebuild_reference(manifest: dict[str, Any], weights: str | Path | None):
         weights = RANDOM
     if weights is None and recorded["source"] == SOURCE and Path(recorded.get("path", "")).is_file():
         weights = recorded["path"]  # else: this install's shipped weights, checked by the hash below
+    if weights is None and recorded["source"] == "checkpoint" and not recorded.get("path"):
+        from edgeir.checkpoint_index import find
+
+        weights = find(recorded.get("file_sha256"))  # exported on this machine: it remembers where the file is
     if weights is None and recorded["source"] == "checkpoint":
+        if not recorded.get("path"):
+            raise UsageError(f"this bundle records its checkpoint by name ({recorded.get('file', '?')}, sha256 "
+                             f"{str(recorded.get('file_sha256'))[:12]}), not by path; pass --weights with that file")
         weights = recorded["path"]
         if not Path(weights).is_file():
             raise UsageError(f"the checkpoint this bundle was exported from ({weights}) is gone; "
@@ -218,23 +231,24 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
 
 
 def _record_exit_results(bundle: Bundle, data: dict[str, Any]) -> None:
-    """Copy each early exit's verified figures into the manifest's ``exits`` list (bundles with exits).
+    """Each early exit's verified figures, in ``verify.json``'s ``exits`` list (bundles with exits).
 
-    ``psnr_db`` is the exit's restoration PSNR against the clean photos (absent for random weights);
+    They go to verify.json, not the manifest: the manifest is sealed at export. ``psnr_db`` is the
+    exit's restoration PSNR against the clean photos (absent for random weights);
     ``artifact_vs_reference_db`` the worst agreement of its artifact with the eager exit.
     """
     exits = bundle.manifest.get("exits")
     if not exits:
         return
+    data["exits"] = []
     for entry in exits:
         result = data["programs"].get(entry["program"], {})
         if "min_psnr_db" not in result:
             continue
-        entry["verify"] = {"psnr_db": result.get("eval_psnr_db"),
-                           "reference_psnr_db": result.get("reference_eval_psnr_db"),
-                           "artifact_vs_reference_db": result["min_psnr_db"],
-                           "photos": len(result.get("photos", [])), "verified": data["created"]}
-    write_json(bundle.path / MANIFEST, bundle.manifest)
+        data["exits"].append({"program": entry["program"], "psnr_db": result.get("eval_psnr_db"),
+                              "reference_psnr_db": result.get("reference_eval_psnr_db"),
+                              "artifact_vs_reference_db": result["min_psnr_db"],
+                              "photos": len(result.get("photos", []))})
 
 
 def _three_way(program: dict[str, Any], reference: ReferenceRunner, fakequant: ReferenceRunner, runner, task: str,

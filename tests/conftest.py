@@ -3,6 +3,8 @@ import os
 import pytest
 
 os.environ.setdefault("EDGEIR_PROGRESS", "0")
+# Export remembers checkpoint locations (edgeir.checkpoint_index): keep the tests' out of the user's cache.
+os.environ.setdefault("EDGEIR_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="edgeir-test-cache-"))
 
 
 @pytest.fixture(scope="session")
@@ -57,11 +59,15 @@ def write_synthetic_bundle(root, name, *, target="onnx", backend="onnxruntime", 
         "recipe": {"programs": [{"name": "forward", "inputs": [image], "outputs": [dict(image, name="restored")]}]},
         "target_details": details, "files": {artifact: sha},
     }
-    (path / "manifest.json").write_text(json.dumps(manifest))
+    from edgeir.bundle import write_json
+    from edgeir.integrity import artifact_digest, seal
+
+    write_json(path / "manifest.json", seal(manifest))
+    digest = artifact_digest(manifest["files"])
     if verify_status == "not-run":
-        verify = {"status": "not-run", "reason": "Core ML predictions need macOS"}
+        verify = {"status": "not-run", "reason": "Core ML predictions need macOS", "artifact_digest": digest}
     else:
-        verify = {"status": verify_status, "programs": {"forward": {
+        verify = {"status": verify_status, "artifact_digest": digest, "programs": {"forward": {
             "status": verify_status, "min_psnr_db": min_psnr, "mean_psnr_db": min_psnr + 1,
             "eval_psnr_db": eval_psnr, "reference_eval_psnr_db": reference_eval_psnr,
             "psnr_drop_db": round(reference_eval_psnr - eval_psnr, 3)}}}
@@ -72,6 +78,6 @@ def write_synthetic_bundle(root, name, *, target="onnx", backend="onnxruntime", 
 
         Profile(bundle=name, device=Device(device, "Test CPU", 2, "Linux", kind), runtime={"name": "onnxruntime"},
                 artifact_sha256={artifact: sha}, source="test", created="2026-01-01T00:00:00+00:00",
-                measurements=(Measurement("forward", (1, 3, 8, 8), 1, 1, tuple(latency_ms), 100.0, "test"),)
-                ).save(path)
+                measurements=(Measurement("forward", (1, 3, 8, 8), 1, 1, tuple(latency_ms), 100.0, "test"),),
+                artifact_digest=digest).save(path)
     return path

@@ -39,9 +39,37 @@ def test_name_mismatch_is_a_load_failure():
     assert "calls itself 'anyir'" in found.failures["notanyir"].error
 
 
-def test_duplicate_entry_point_names_raise():
-    with pytest.raises(PluginLoadError, match="declared twice"):
-        load_group(METHODS_GROUP, MethodSpec, "method", [entry("anyir", ANYIR), entry("anyir", ANYIR)])
+def test_duplicate_name_disables_only_its_claimants_and_names_both_sources():
+    found = load_group(METHODS_GROUP, MethodSpec, "method",
+                       [entry("anyir", ANYIR), entry("restormer", "edgeir.plugins.restormer:SPEC"),
+                        entry("anyir", "third_party_anyir:SPEC")])
+    assert found.registry.names() == ["restormer"]  # the other method keeps working
+    with pytest.raises(PluginLoadError, match="declared 2 times.*edgeir.plugins.anyir:SPEC.*third_party_anyir:SPEC"):
+        found.get("anyir")
+
+
+def test_duplicate_name_makes_the_cli_fail_only_for_that_name(monkeypatch, capsys):
+    from edgeir import discovery
+    from edgeir.cli import main
+
+    real = discovery.metadata.entry_points
+
+    def with_a_second_anyir(group=None, **kw):
+        eps = list(real(group=group, **kw))
+        if group == METHODS_GROUP:
+            eps.append(entry("anyir", "third_party_anyir:SPEC"))
+        return eps
+
+    discovery.methods.cache_clear()
+    monkeypatch.setattr(discovery.metadata, "entry_points", with_a_second_anyir)
+    try:
+        assert main(["list"]) == 0
+        assert "declared 2 times" in capsys.readouterr().out
+        assert main(["export", "anyir", "--target", "onnx", "--variant", "tiny", "-o", "/nonexistent"]) == 3
+        assert "third_party_anyir" in capsys.readouterr().err
+        assert discovery.methods().get("nafnet").name == "nafnet"
+    finally:
+        discovery.methods.cache_clear()
 
 
 def test_unknown_method_lists_installed_ones():

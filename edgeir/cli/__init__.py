@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Sequence
 
@@ -66,6 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.quiet, args.debug)
+    previous = _terminate_as_interrupt()
     try:
         return int(args.handler(args) or 0)
     except EdgeirError as exc:
@@ -73,6 +76,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"edgeir: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("edgeir: interrupted; nothing was left half-written", file=sys.stderr)
-        return 130
+        return 128 + getattr(exc, "signum", signal.SIGINT)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, so that the same clean-up as for Ctrl-C runs."""
+
+    signum = signal.SIGTERM
+
+
+def _terminate_as_interrupt():
+    """Handle SIGTERM like SIGINT (CI runners and ``timeout`` send it); returns the previous handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    return signal.signal(signal.SIGTERM, handler)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+MAX_SIDE = 4096  # an exported program's side; larger programs need tens of GB to export (tile photos instead)
+
 
 def _size(text: str) -> tuple[int, int]:
     try:
@@ -14,6 +16,9 @@ def _size(text: str) -> tuple[int, int]:
         parts *= 2
     if len(parts) != 2 or min(parts) <= 0:
         raise argparse.ArgumentTypeError(f"'{text}' is not a size; use H or HxW, e.g. 256 or 256x384")
+    if max(parts) > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"'{text}' is too large: a program side is at most {MAX_SIDE} pixels "
+                                         "('edgeir run' tiles photos of any size through a smaller program)")
     return parts[0], parts[1]
 
 
@@ -56,6 +61,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--exits", default=None, metavar="all|1,3,6",
                         help="early exits to export, for methods that have them (flexir): 'all' or a comma list; "
                              "adds one program per exit plus the staged programs adaptive inference runs")
+    parser.add_argument("--sign-key", default=None, metavar="PEM",
+                        help="ed25519 private key (PEM, 'openssl genpkey -algorithm ed25519') to sign the manifest "
+                             "with; check it with --trust-key on the other commands")
+    parser.add_argument("--record-weights-path", action="store_true",
+                        help="record the checkpoint's absolute path in the manifest (default: its file name and "
+                             "sha256 only, so a shipped bundle carries no path of this machine)")
     parser.set_defaults(handler=handle)
 
 
@@ -69,7 +80,7 @@ def handle(args: argparse.Namespace) -> int:
     bundle = export(args.method, args.target, variant=args.variant, task=args.task, weights=args.weights,
                     output=args.output, quant=args.quant, backend=args.backend, input_size=args.size,
                     seed=args.seed, tlc=tlc, qat_steps=args.qat_steps, calibration=args.calibration,
-                    exits=args.exits)
+                    exits=args.exits, sign_key=args.sign_key, record_weights_path=args.record_weights_path)
     manifest = bundle.manifest
     if not args.quiet:
         print(f"wrote {bundle.path}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgeir.cli.common import TRUST_KEY_HELP
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -18,6 +20,7 @@ def add_parser(subparsers) -> None:
                         help="JUnit XML path (default: [gate] junit, else <gate-file-stem>-junit.xml beside it)")
     parser.add_argument("--markdown", default=None,
                         help="Markdown summary path (default: [gate] markdown, else <stem>-summary.md beside it)")
+    parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
     parser.set_defaults(handler=handle)
 
 
@@ -26,7 +29,7 @@ def handle(args: argparse.Namespace) -> int:
     from edgeir.gate_output import tally, text_table
     from edgeir.gates import run_gate
 
-    report = run_gate(args.gates, junit=args.junit, markdown=args.markdown)
+    report = run_gate(args.gates, junit=args.junit, markdown=args.markdown, trust_key=args.trust_key)
     if not args.quiet:
         print(text_table(report))
         print(f"wrote {report.junit} and {report.markdown}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgeir.cli.common import TRUST_KEY_HELP
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -22,6 +24,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--sha256", default=None, help="sha256 of the artifact file the device ran")
     parser.add_argument("--program", default=None, help="program that ran (default: the bundle's first)")
     parser.add_argument("--threads", type=int, default=None, help="threads the device's runtime used, if known")
+    parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
     parser.set_defaults(handler=handle)
 
 
@@ -29,7 +32,8 @@ def handle(args: argparse.Namespace) -> int:
     from edgeir.profile_import import import_profile
 
     result, path = import_profile(args.bundle, args.file, format=args.format, device=args.device, chip=args.chip,
-                                  os=args.os, sha256=args.sha256, program=args.program, threads=args.threads)
+                                  os=args.os, sha256=args.sha256, program=args.program, threads=args.threads,
+                                  trust_key=args.trust_key)
     if not args.quiet:
         for m in result.measurements:
             lat = m.latency_ms()

@@ -4,12 +4,35 @@ from __future__ import annotations
 
 import argparse
 
+from edgeir.cli.common import TRUST_KEY_HELP
+
 
 def _threads(text: str) -> list[int]:
+    from edgeir.errors import UsageError
+    from edgeir.profiling import check_thread_counts
+
     try:
-        return [int(part) for part in text.split(",") if part.strip()]
+        counts = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected thread counts like 1,2,4, got {text!r}") from None
+    try:
+        check_thread_counts(counts)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return counts
+
+
+def _count(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if not low <= value <= 100_000:
+            raise argparse.ArgumentTypeError(f"must be {low} to 100000, got {value}")
+        return value
+
+    return parse
 
 
 def add_parser(subparsers) -> None:
@@ -25,9 +48,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--program", default=None, help="only this program (default: every program)")
     parser.add_argument("--threads", type=_threads, default=None,
                         help="comma-separated thread counts, e.g. 1,2,4 (default 1; 0 = the runtime's default)")
-    parser.add_argument("--runs", type=int, default=20, help="timed runs per program and thread count (default 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    parser.add_argument("--runs", type=_count(1), default=20,
+                        help="timed runs per program and thread count (default 20)")
+    parser.add_argument("--warmup", type=_count(0), default=3, help="untimed runs first (default 3)")
     parser.add_argument("--no-ops", dest="ops", action="store_false", help="skip the per-operator profiler runs")
+    parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
     parser.set_defaults(handler=handle)
 
 
@@ -35,7 +60,7 @@ def handle(args: argparse.Namespace) -> int:
     from edgeir.profiling import profile
 
     result, path = profile(args.bundle, program=args.program, threads=args.threads, runs=args.runs,
-                           warmup=args.warmup, ops=args.ops)
+                           warmup=args.warmup, ops=args.ops, trust_key=args.trust_key)
     if args.quiet:
         return 0
     print(f"{result.bundle} on {result.device.id} ({result.device.chip}, {result.device.cores} cores, "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgeir.cli.common import TRUST_KEY_HELP
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -16,13 +18,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("-o", "--output", default=None, help="output directory (default ARTIFACTS/report)")
     parser.add_argument("--no-crops", dest="crop", action="store_false",
                         help="skip the crops (they rebuild each reference model and run each artifact)")
+    parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.report import report
 
-    result = report(args.artifacts, output=args.output, crop=args.crop)
+    result = report(args.artifacts, output=args.output, crop=args.crop, trust_key=args.trust_key)
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}")

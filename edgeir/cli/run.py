@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+
+from edgeir.cli.common import TRUST_KEY_HELP
 
 DESCRIPTION = """\
 Restore photos of any size with an exported artifact. Each photo is cut into overlapping tiles of
@@ -38,11 +41,12 @@ def add_parser(subparsers) -> None:
                         help="adaptive inference with threshold H (e.g. 1.05): each tile takes its own exit")
     parser.add_argument("--report", default=None, metavar="FILE",
                         help="with --adaptive: write per photo the exits taken and compute spent as JSON")
+    parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.errors import UsageError
+    from edgeir.errors import BatchError, UsageError
     from edgeir.runimage import restore, restore_adaptive
 
     program = args.program
@@ -53,10 +57,19 @@ def handle(args: argparse.Namespace) -> int:
     if args.adaptive is not None:
         if program is not None:
             raise UsageError("--adaptive picks the exits itself; drop --program/--pointer")
-        return _adaptive(args, restore_adaptive(args.bundle, args.image, args.output, threshold=args.adaptive))
+        return _adaptive(args, restore_adaptive(args.bundle, args.image, args.output, threshold=args.adaptive,
+                                                trust_key=args.trust_key))
     if args.report is not None:
         raise UsageError("--report goes with --adaptive")
-    paths = restore(args.bundle, args.image, args.output, program=program)
+    try:
+        paths = restore(args.bundle, args.image, args.output, program=program, trust_key=args.trust_key)
+    except BatchError as exc:  # some photos of a folder failed: say what was written and each failure
+        if not args.quiet:
+            for path in exc.written:
+                print(f"wrote {path}")
+        for path, reason in exc.failures:
+            print(f"edgeir: failed: {path.name}: {reason}", file=sys.stderr)
+        raise
     if not args.quiet:
         for path in paths:
             print(f"wrote {path}")

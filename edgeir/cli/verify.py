@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgeir.cli.common import TRUST_KEY_HELP
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -14,13 +16,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("bundle", help="bundle directory written by 'edgeir export'")
     parser.add_argument("--photos", type=int, default=4, help="number of built-in photos (default 4)")
     parser.add_argument("--weights", default=None, help="checkpoint, if the one recorded in the manifest moved")
+    parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.verification import verify
 
-    report = verify(args.bundle, photos=args.photos, weights=args.weights)
+    report = verify(args.bundle, photos=args.photos, weights=args.weights, trust_key=args.trust_key)
     if args.quiet:
         return 0
     data = report.data

@@ -75,7 +75,7 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
         name="forward",
         module=model,
         inputs=(TensorSpec("image", (1, 3, height, width), pad_to=multiple),),
-        outputs=(TensorSpec("restored", (1, 3, height * scale, width * scale)),),
+        outputs=(TensorSpec("restored", (1, 3, height * scale, width * scale), scale=scale),),
         dynamic_hw=DynamicSize(min=multiple, max=4096, multiple=multiple),
     )
     return ExportRecipe(

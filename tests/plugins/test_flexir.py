@@ -264,19 +264,19 @@ def onnx_exits_bundle(tmp_path_factory):
                          weights="random")
 
 
-def test_verify_records_every_exits_figures_in_the_manifest(onnx_exits_bundle):
+def test_verify_records_every_exits_figures_in_verify_json(onnx_exits_bundle):
     import json
 
     from edgeir.bundle import Bundle
 
     edgeir.verify(onnx_exits_bundle.path, photos=1)
-    manifest = json.loads((onnx_exits_bundle.path / "manifest.json").read_text())
-    verified = {e["program"]: e["verify"] for e in manifest["exits"] if "verify" in e}
+    data = json.loads((onnx_exits_bundle.path / "verify.json").read_text())
+    verified = {e["program"]: e for e in data["exits"]}
     assert set(verified) == {"exit_1", "exit_2"}
     for figures in verified.values():
         assert figures["artifact_vs_reference_db"] > 40 and figures["photos"] == 1
         assert figures["psnr_db"] is None  # random weights: no restoration PSNR to claim
-    assert not Bundle.open(onnx_exits_bundle.path).check_integrity()  # the artifacts' hashes still hold
+    assert not Bundle.open(onnx_exits_bundle.path).check_integrity()  # verify left the sealed manifest alone
 
 
 def test_run_adaptive_picks_exits_per_tile_and_reports_compute(onnx_exits_bundle, tmp_path, capsys):
