@@ -33,6 +33,19 @@ import numpy as np
 THRESHOLDS = (0.5, 0.8, 0.9, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0)
 
 
+def sgemm_gflops(threads: int, n: int = 512, repeats: int = 20) -> float:
+    """fp32 matrix-multiply GFLOP/s on this host right now (the yardstick beside the timings)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.mm(a, b)
+    return 2 * n ** 3 * repeats / (time.perf_counter() - start) / 1e9
+
+
 def pretrain_full_model(args: argparse.Namespace, path: Path) -> dict:
     """Stage A: the full model with plain Charbonnier, then its head copied into every exit."""
     import torch
@@ -69,6 +82,9 @@ def main() -> None:
                         help="use these weights (default: the ones edgeir ships for the variant, else --train)")
     parser.add_argument("--train", action="store_true", help="fine-tune first (stages A and B) instead")
     parser.add_argument("--executorch", action="store_true", help="drive the exported staged program too")
+    parser.add_argument("--bundle", default=None,
+                        help="with --executorch: an existing '--exits all' ExecuTorch bundle of these weights at the "
+                             "region size, instead of exporting one")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per image (median)")
     parser.add_argument("--thresholds", default=",".join(str(t) for t in THRESHOLDS))
     parser.add_argument("--rule", default="input", choices=("input", "ladder"),
@@ -115,8 +131,11 @@ def main() -> None:
     if args.executorch:
         from edgeir.discovery import targets
 
-        bundle = edgeir.export("flexir", "executorch", variant=args.variant, task=args.task, weights=str(weights),
-                               output=out / "adaptive", input_size=size, exits="all")
+        from edgeir.bundle import Bundle
+
+        bundle = Bundle.open(args.bundle) if args.bundle else edgeir.export(
+            "flexir", "executorch", variant=args.variant, task=args.task, weights=str(weights),
+            output=out / "adaptive", input_size=size, exits="all")
         if (args.rule == adaptive.DEFAULT_RULE and adaptive.bundle_rule(bundle.manifest) != rule) or adaptive.StageCosts.from_manifest(bundle.manifest) != costs:
             raise SystemExit("the exported bundle's stopping rule or stage costs differ from the eager model's")
         drivers["executorch"] = targets().get("executorch").runtime(bundle)
@@ -129,6 +148,7 @@ def main() -> None:
             samples.append(time.perf_counter() - start)
         return value, float(np.median(samples))
 
+    gflops_before = sgemm_gflops(args.threads)
     report: dict = {"variant": args.variant, "task": args.task, "region": args.region, "train": train_info,
                     "weights": str(weights), "stopping_rule": rule.to_json(), "drivers": {}}
     photos = builtin_photos()
@@ -191,6 +211,10 @@ def main() -> None:
                                    strict=True) for t in a["thresholds"])
         report["executorch_matches_eager_exits"] = same
         print(f"ExecuTorch staged program takes the same exits as the eager controller: {same}")
+    report["sgemm_gflops"] = {"before": round(gflops_before, 1), "after": round(sgemm_gflops(args.threads), 1),
+                              "threads": args.threads}
+    print(f"sgemm fp32 {args.threads} thread(s): {report['sgemm_gflops']['before']} GFLOP/s before, "
+          f"{report['sgemm_gflops']['after']} after")
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"flexir_adaptive_{args.variant}_{args.task}.json"
     path.write_text(json.dumps(report, indent=2, default=float) + "\n")

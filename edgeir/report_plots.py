@@ -14,7 +14,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Point:
-    """One artifact (or one FlexIR exit) on one device."""
+    """One artifact (or one program of it, e.g. an early exit) on one device."""
 
     label: str
     latency_ms: float
