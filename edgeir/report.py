@@ -1,5 +1,6 @@
 """``edgeir report``: what a person looks at. Accuracy vs latency per device with the Pareto front,
-side-by-side crops, as PNG files and one self-contained HTML page.
+side-by-side crops, the compute-quality curve of bundles with adaptive inference, as PNG files and
+one self-contained HTML page.
 
 Accuracy is the artifact's PSNR against the clean photos (``verify.json`` ``eval_psnr_db``) when every
 bundle was exported from a checkpoint; with random-init weights that number is meaningless, so the
@@ -23,11 +24,13 @@ from edgeir.bundle import MANIFEST, VERIFY, Bundle
 from edgeir.errors import UsageError
 from edgeir.integrity import EVIDENCE_FIELD, stale_reason
 from edgeir.profile import Profile, bundle_profiles
-from edgeir.report_plots import CropRow, Point, crops, pareto_front, scatter
+from edgeir.report_plots import CropRow, Curve, Point, crops, pareto_front, scatter, tradeoff
 
 log = logging.getLogger(__name__)
 
 CROP_PHOTO = "chelsea"
+#: Thresholds ``adaptive_curves`` sweeps (the scale ``edgeir run --adaptive`` takes).
+ADAPTIVE_THRESHOLDS = (0.5, 0.8, 0.9, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.5, 2.0, 3.0)
 
 
 @dataclass(frozen=True)
@@ -178,6 +181,76 @@ def crop_rows(entries: list[ReportEntry], photo: str = CROP_PHOTO, seed: int = 0
     return rows
 
 
+def adaptive_curves(entries: list[ReportEntry], thresholds=ADAPTIVE_THRESHOLDS,
+                    photos: int = 3) -> tuple[list[Curve], list[str]]:
+    """The compute-quality sweep of every bundle whose method has adaptive inference (``MethodSpec.adaptive``).
+
+    Each of the first ``photos`` built-in photos is centre-cropped to 2 x 2 program shapes, degraded
+    for the task, and its four regions go through the method's controller at each threshold (as
+    ``edgeir run --adaptive`` runs a tile); the controller's facts give the MACs spent and the full
+    model's, and, where they name it (``full_program``), the program whose output is the full
+    model's, run on the same regions for the reference point. Bundles whose controller refuses
+    (no staged programs) or whose target cannot run here are noted and skipped.
+    """
+    from edgeir.discovery import methods, targets
+    from edgeir.metrics import psnr
+    from edgeir.photos import builtin_photos, degrade, fit_to
+
+    curves, notes = [], []
+    for entry in entries:
+        manifest = entry.bundle.manifest
+        controller = methods().get(manifest["method"]).adaptive
+        if controller is None:
+            continue
+        runner = targets().get(entry.bundle.target).runtime(entry.bundle)
+        if runner is None:
+            notes.append(f"{entry.label}: no adaptive curve: {targets().get(entry.bundle.target).runtime_unavailable_reason(entry.bundle)}")
+            continue
+        image = next((p["inputs"][0] for p in entry.bundle.programs if p["inputs"][0]["kind"] == "image"), None)
+        if image is None:
+            continue
+        _, channels, height, width = image["shape"]
+        try:
+            run_regions = [controller(runner, manifest, t) for t in thresholds]
+        except UsageError as exc:
+            notes.append(f"{entry.label}: no adaptive curve: {exc}")
+            continue
+        spent = np.zeros(len(thresholds))
+        full_spent = 0.0
+        quality = np.zeros(len(thresholds))
+        full_quality, full_program = [], None
+        pictures = builtin_photos(photos)
+        for index, (_, photo) in enumerate(pictures):
+            clean = fit_to(photo, 2 * height, 2 * width)
+            degraded, _ = degrade(clean, manifest["task"], index)
+            truth = clean.transpose(2, 0, 1)[None, :channels]
+            regions = [np.ascontiguousarray(degraded[r * height:(r + 1) * height, c * width:(c + 1) * width]
+                                            .transpose(2, 0, 1)[None, :channels], dtype=np.float32)
+                       for r in range(2) for c in range(2)]
+
+            def joined(parts):
+                return np.concatenate([np.concatenate(parts[0:2], axis=3), np.concatenate(parts[2:4], axis=3)],
+                                      axis=2)
+
+            for i, run_region in enumerate(run_regions):
+                outs = []
+                for region in regions:
+                    out, facts = run_region(region)
+                    outs.append(out)
+                    spent[i] += facts["macs"]
+                    if i == 0:
+                        full_spent += facts["full_macs"]
+                        full_program = facts.get("full_program")
+                quality[i] += psnr(np.clip(joined(outs), 0, 1), truth) / len(pictures)
+            if full_program:
+                outs = [runner.run(full_program, [region])[0] for region in regions]
+                full_quality.append(psnr(np.clip(joined(outs), 0, 1), truth))
+        curves.append(Curve(entry.label, tuple(thresholds), tuple(float(x) for x in spent / full_spent),
+                            tuple(float(q) for q in quality),
+                            float(np.mean(full_quality)) if full_quality else None))
+    return curves, notes
+
+
 def _downscale(image: np.ndarray, short_side: int) -> np.ndarray:
     from PIL import Image
 
@@ -191,13 +264,14 @@ def _downscale(image: np.ndarray, short_side: int) -> np.ndarray:
 
 
 def report(artifacts: str | Path = "artifacts", *, output: str | Path | None = None, crop: bool = True,
-           trust_key: str | Path | None = None) -> Report:
+           adaptive: bool = True, trust_key: str | Path | None = None) -> Report:
     """Write the accuracy-vs-latency scatter of each device, the crops and ``report.html``.
 
     Args:
         artifacts: Directory holding bundles.
         output: Where to write (default ``<artifacts>/report``).
         crop: Also run each bundle on a photo crop (needs the reference model; slower).
+        adaptive: Also sweep the thresholds of bundles with adaptive inference (:func:`adaptive_curves`).
         trust_key: ed25519 public key (PEM) every bundle must be signed with (others are left out).
 
     Returns:
@@ -217,7 +291,6 @@ def report(artifacts: str | Path = "artifacts", *, output: str | Path | None = N
         notes.insert(0, "Weights are a random initialisation (or not all bundles have a checkpoint): accuracy is "
                         "the artifact's PSNR against its eager fp32 reference, not restoration quality "
                         "(200 dB means identical).")
-    notes.insert(0, "FlexIR does not exist in edgeir yet; its exits would appear here as one point per program.")
     host_devices = {d: p.device for e in entries for d, p in e.profiles.items()}
     pngs = []
     for device, points in sorted(by_device.items()):
@@ -235,9 +308,32 @@ def report(artifacts: str | Path = "artifacts", *, output: str | Path | None = N
             if field_name == "min_psnr_db":
                 title += "\nrandom-init weights: the reference does not restore; the artifact must match it"
             pngs.append(crops(rows, title, out / "crops.png"))
+    curves: list[Curve] = []
+    if adaptive:
+        curves, curve_notes = adaptive_curves(entries)
+        notes += curve_notes
+        if curves:
+            title = "Adaptive inference: PSNR vs MACs spent, per threshold (built-in photos, 4 regions each)"
+            if field_name == "min_psnr_db":
+                title += "\nrandom-init weights: the PSNR says nothing about restoration"
+            pngs.append(tradeoff(curves, title, out / "adaptive-tradeoff.png"))
     page = out / "report.html"
-    page.write_text(_html(entries, by_device, pngs, notes, accuracy_label))
+    page.write_text(_html(entries, by_device, pngs, notes, accuracy_label, curves))
     return Report(page, tuple(pngs), tuple(notes))
+
+
+def _curve_table(curves) -> str:
+    if not curves:
+        return "<p>no bundle with adaptive inference</p>"
+    esc = html.escape
+    rows = []
+    for curve in curves:
+        cells = "".join(f"<tr><td>{esc(curve.label)}</td><td>{t:g}</td><td>{c:.3f}</td><td>{q:.3f}</td>"
+                        f"<td>{'' if curve.full_db is None else f'{q - curve.full_db:+.3f}'}</td></tr>"
+                        for t, c, q in zip(curve.thresholds, curve.compute, curve.accuracy_db, strict=True))
+        rows.append(cells)
+    return ("<table><tr><th>bundle</th><th>threshold</th><th>MACs vs full model</th><th>PSNR (dB)</th>"
+            f"<th>vs full model (dB)</th></tr>{''.join(rows)}</table>")
 
 
 def _img(path: Path) -> str:
@@ -245,7 +341,7 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
 
 
-def _html(entries, by_device, pngs, notes, accuracy_label) -> str:
+def _html(entries, by_device, pngs, notes, accuracy_label, curves=()) -> str:
     esc = html.escape
     rows = []
     for entry in entries:
@@ -283,6 +379,9 @@ measured; a profile made by <code>edgeir profile</code> is measured on <b>this h
 <h2>Accuracy vs latency</h2>
 <ul>{''.join(fronts) or '<li>no latency measured</li>'}</ul>
 {''.join(_img(p) for p in pngs if p.name.startswith('accuracy'))}
+<h2>Adaptive inference</h2>
+{_curve_table(curves)}
+{''.join(_img(p) for p in pngs if p.name == 'adaptive-tradeoff.png')}
 <h2>Crops</h2>
 {''.join(_img(p) for p in pngs if p.name == 'crops.png') or '<p>no crops</p>'}
 <h2>Bundles</h2>

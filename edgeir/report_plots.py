@@ -1,4 +1,5 @@
-"""Figures of ``edgeir report``: accuracy vs latency with the Pareto front, and side-by-side crops.
+"""Figures of ``edgeir report``: accuracy vs latency with the Pareto front, side-by-side crops, and the
+compute-quality curves of bundles with adaptive (early-exit) inference.
 
 matplotlib is imported inside the functions, with the Agg backend (no display needed).
 """
@@ -13,7 +14,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Point:
-    """One artifact (or one FlexIR exit) on one device."""
+    """One artifact (or one program of it, e.g. an early exit) on one device."""
 
     label: str
     latency_ms: float
@@ -138,3 +139,49 @@ def _wrap(text: str, width: int = 38) -> str:
             line = f"{line} {word}".strip()
     lines.append(line)
     return "\n".join(lines[:6]) + (" ..." if len(lines) > 6 else "")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """One bundle's adaptive-inference sweep: per threshold, compute spent and quality.
+
+    Args:
+        label: The bundle.
+        thresholds: The thresholds swept, ascending.
+        compute: MACs spent over the full model's at each threshold.
+        accuracy_db: PSNR against the clean photos at each threshold.
+        full_db: The full model's PSNR on the same photos (None if the bundle names no full program).
+    """
+
+    label: str
+    thresholds: tuple[float, ...]
+    compute: tuple[float, ...]
+    accuracy_db: tuple[float, ...]
+    full_db: float | None = None
+
+
+def tradeoff(curves: list[Curve], title: str, path: Path) -> Path:
+    """PSNR vs compute (fraction of the full model's MACs) per threshold, one line per bundle."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 5.0), dpi=120)
+    colours = plt.get_cmap("tab10")
+    for index, curve in enumerate(curves):
+        colour = colours(index % 10)
+        ax.plot(curve.compute, curve.accuracy_db, marker="o", color=colour, label=curve.label, zorder=3)
+        for t, x, y in zip(curve.thresholds, curve.compute, curve.accuracy_db, strict=True):
+            ax.annotate(f"{t:g}", (x, y), textcoords="offset points", xytext=(4, -10), fontsize=7, color=colour)
+        if curve.full_db is not None:
+            ax.scatter([1.0], [curve.full_db], marker="*", s=160, color=colour, edgecolor="black", linewidth=0.5,
+                       zorder=4, label=f"{curve.label}: full model")
+    if not curves:
+        ax.text(0.5, 0.5, "no bundle with adaptive inference", ha="center", va="center", transform=ax.transAxes)
+    ax.axvline(1.0, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlabel("MACs spent / full model's MACs (labels: threshold)")
+    ax.set_ylabel("PSNR vs clean photos (dB)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    if curves:
+        ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -218,7 +218,8 @@ def restore_adaptive(bundle: str | Path | Bundle, source: str | Path, output: st
 
     Returns:
         Per photo written, a summary: ``regions``, ``exits`` (one per tile, in tile order),
-        ``mean_exit``, ``macs`` spent and ``full_macs`` (every region through the deepest exit).
+        ``mean_exit``, ``macs`` spent, ``full_macs`` (every region through the deepest exit),
+        ``macs_fraction`` (their ratio) and ``region_macs`` (MACs spent per tile).
     """
     return _restore_all(bundle, source, output, None, threshold, trust_key)
 
@@ -228,7 +229,7 @@ def _summary(facts: list[dict[str, Any]]) -> dict[str, Any]:
     macs, full = sum(f["macs"] for f in facts), sum(f["full_macs"] for f in facts)
     return {"regions": len(facts), "exits": exits, "mean_exit": round(float(np.mean(exits)), 3) if exits else None,
             "macs": macs, "full_macs": full, "macs_fraction": round(macs / full, 4) if full else None,
-            "scores": [f.get("scores") for f in facts]}
+            "region_macs": [f["macs"] for f in facts], "scores": [f.get("scores") for f in facts]}
 
 
 def _restore_all(bundle, source, output, program, adaptive,

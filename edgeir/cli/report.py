@@ -19,13 +19,16 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--no-crops", dest="crop", action="store_false",
                         help="skip the crops (they rebuild each reference model and run each artifact)")
     parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
+    parser.add_argument("--no-adaptive", dest="adaptive", action="store_false",
+                        help="skip the compute-quality sweep of bundles with adaptive inference (early exits)")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.report import report
 
-    result = report(args.artifacts, output=args.output, crop=args.crop, trust_key=args.trust_key)
+    result = report(args.artifacts, output=args.output, crop=args.crop, adaptive=args.adaptive,
+                    trust_key=args.trust_key)
     if not args.quiet:
         for note in result.notes:
             print(f"note: {note}")

@@ -114,8 +114,13 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
         programs = [Program(f"exit_{k}", ExitProgram(model, k), (image,), (restored,), metadata=cost(k))
                     for k in exits]
         parts = model._part_macs((height, width))
+        from edgeir.plugins.flexir.adaptive import calibrate_model
+
+        # Adaptive inference's stopping rule, calibrated for these weights, task and program size.
+        rule = calibrate_model(model, options.task, (height, width), exits)
         programs.append(Program("stem", StemProgram(model), (image,), (shallow,),
-                                metadata={"stage": "stem", "macs": parts["stem"] + parts["patch_norm"]}))
+                                metadata={"stage": "stem", "macs": parts["stem"] + parts["patch_norm"],
+                                          "stopping_rule": rule.to_json()}))
         # ONNX refuses a graph whose input and output share a name: the block's output is "next_feature".
         next_feature = TensorSpec("next_feature", feature.shape, kind="feature", value_range=FEATURE_RANGE,
                                   color_order="")

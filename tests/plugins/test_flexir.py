@@ -152,19 +152,77 @@ def test_sharpness_score_prefers_sharp_images():
     assert adaptive.sharpness_score(np.full((3, 32, 32), 0.5)) == 0.0
 
 
-def test_adaptive_inference_eager_threshold_monotone_and_costs():
+class CountingRunner:
+    """Counts the staged programs a controller runs (to check it computes no head it does not need)."""
+
+    def __init__(self, inner):
+        self.inner, self.calls = inner, []
+
+    def run(self, program, inputs):
+        self.calls.append(program)
+        return self.inner.run(program, inputs)
+
+
+def tiny_rule(model, name, size=(32, 32)):
+    return adaptive.calibrate_model(model, "denoise25", size, (1, 2), rule=name)
+
+
+@pytest.mark.parametrize("name", adaptive.RULES)
+def test_adaptive_exits_and_macs_grow_with_the_threshold_and_stay_within_full_plus_one_head(name):
     model = tiny().eval()
     stages = adaptive.EagerStages(model)
     costs = adaptive.StageCosts.from_model(model, (32, 32))
-    image = np.random.default_rng(0).random((1, 3, 64, 64)).astype(np.float32)
-    low = adaptive.adaptive_inference(stages, image, exits=(1, 2), threshold=0.5, costs=costs)
-    assert low.exits == [1, 1, 1, 1]
-    assert low.macs == 4 * costs.regular(1)
-    high = adaptive.adaptive_inference(stages, image, exits=(1, 2), threshold=1e9, costs=costs)
-    assert high.exits == [2, 2, 2, 2]
-    assert high.macs == 4 * (costs.regular(2) + costs.head) and high.image.shape == image.shape
-    regular = adaptive.regular_inference(stages, image, pointer=2)
-    assert np.allclose(regular, high.image, atol=1e-5)
+    rule = tiny_rule(model, name)
+    rng = np.random.default_rng(0)
+    image = np.clip(np.kron(rng.random((1, 3, 8, 8)), np.ones((4, 4))) + 0.1 * rng.standard_normal((1, 3, 32, 32)),
+                    0, 1).astype(np.float32)
+    image = np.concatenate([np.concatenate([image, 0.5 + 0.02 * image], 3)] * 2, 2)  # busy and flat regions
+    bound = costs.regular(2) + (costs.head if name == "ladder" else 0)
+    previous_exits, previous_macs = None, -1
+    for threshold in (0.0, 0.5, 0.8, 1.0, 1.1, 1.5, 2.0, 1e9):
+        counting = CountingRunner(stages)
+        result = adaptive.adaptive_inference(counting, image, rule=rule, threshold=threshold, costs=costs)
+        assert len(result.region_macs) == 4 and sum(result.region_macs) == result.macs
+        assert max(result.region_macs) <= bound
+        assert counting.calls.count("block_1") == 4 and counting.calls.count("block_2") == result.exits.count(2)
+        heads = sum(c.startswith("head_") for c in counting.calls)
+        assert heads == 4 + (result.exits.count(2) if name == "ladder" else 0)  # no head the rule did not need
+        if previous_exits is not None:
+            assert all(b >= a for a, b in zip(previous_exits, result.exits, strict=True))
+            assert result.macs >= previous_macs
+        previous_exits, previous_macs = result.exits, result.macs
+        crops, _ = adaptive.split(image, 4)
+        outs, _ = adaptive.split(result.image, 4)
+        for crop, out, k in zip(crops, outs, result.exits, strict=True):
+            with torch.no_grad():
+                assert np.allclose(out, model(torch.from_numpy(crop), pointer=k).numpy(), atol=1e-5)
+    low = adaptive.adaptive_inference(stages, image, rule=rule, threshold=0.0, costs=costs)
+    assert low.exits == [1, 1, 1, 1] and low.macs == 4 * costs.regular(1)
+    high = adaptive.adaptive_inference(stages, image, rule=rule, threshold=1e9, costs=costs)
+    assert high.exits == [2, 2, 2, 2] and high.macs == 4 * bound
+    assert np.allclose(adaptive.regular_inference(stages, image, pointer=2), high.image, atol=1e-5)
+
+
+def test_stopping_rule_is_checked_and_round_trips_through_json():
+    rule = adaptive.StoppingRule("input", (1, 2, 4), (2.0, 1.0), {"regions": 3})
+    assert [rule.exit_for(s, 1.0) for s in (3.0, 1.5, 0.5)] == [1, 2, 4]
+    assert [rule.exit_for(1.5, h) for h in (0.5, 1.0, 2.0)] == [1, 2, 4]  # larger h: more cautious
+    assert adaptive.StoppingRule.from_json(rule.to_json()) == rule
+    with pytest.raises(ValueError, match="must not increase"):
+        adaptive.StoppingRule("input", (1, 2, 3), (1.0, 2.0))
+    with pytest.raises(ValueError, match="needs 2 accept"):
+        adaptive.StoppingRule("input", (1, 2, 3), (1.0,))
+    with pytest.raises(ValueError, match="unknown stopping rule"):
+        adaptive.StoppingRule("relative", (1, 2), (1.0,))
+
+
+def test_calibration_spreads_the_calibration_regions_evenly_over_the_exits_at_threshold_one():
+    values = list(np.random.default_rng(0).gamma(2.0, size=400))
+    rule = adaptive.calibrate(values, (1, 2, 3, 4), "input")
+    taken = [rule.exit_for(v, 1.0) for v in values]
+    assert all(abs(taken.count(k) / len(values) - 0.25) < 0.02 for k in (1, 2, 3, 4))
+    assert np.mean([rule.exit_for(v, 0.5) for v in values]) < np.mean(taken) < np.mean(
+        [rule.exit_for(v, 2.0) for v in values])
 
 
 def test_objective_trains_exits_with_a_frozen_teacher():
@@ -226,6 +284,10 @@ def test_exits_option_lists_exit_and_staged_programs_with_costs():
         methods().get("flexir").recipe(model, RecipeOptions("tiny", "denoise25", exits="1,7"))
     default = methods().get("flexir").recipe(model, RecipeOptions("tiny", "denoise25"))
     assert [p.name for p in default.programs] == ["forward"]
+    recorded = recipe.program("stem").metadata["stopping_rule"]
+    assert adaptive.StoppingRule.from_json(recorded) == tiny_rule(model, adaptive.DEFAULT_RULE)
+    manifest = {"recipe": {"programs": [p.to_json() for p in recipe.programs]}}
+    assert adaptive.bundle_rule(manifest).exits == (1, 2)
 
 
 @pytest.mark.slow
@@ -240,22 +302,22 @@ def test_executorch_staged_program_takes_the_same_exits_as_the_eager_controller(
     eager = adaptive.EagerStages(model)
     costs = adaptive.StageCosts.from_manifest(bundle.manifest)
     assert costs == adaptive.StageCosts.from_model(model, (32, 32))
-    taken = []
+    recorded = adaptive.bundle_rule(bundle.manifest)
+    assert recorded == tiny_rule(model, adaptive.DEFAULT_RULE)
+    taken = {name: [] for name in adaptive.RULES}
     for index, (_, photo) in enumerate(builtin_photos()):
         noisy, _ = degrade(fit_to(photo, 64, 64), "denoise25", index)
         image = np.ascontiguousarray(noisy.transpose(2, 0, 1)[None], dtype=np.float32)
-        # Besides Table 5's factors, one at this image's median exit-2/exit-1 score ratio, so that
-        # some regions stop at exit 1 and others go on: the decisions themselves are compared.
-        probe = adaptive.adaptive_inference(eager, image, exits=(1, 2), threshold=float("inf"), costs=costs)
-        median = float(np.median([row[1] / row[0] for row in probe.scores]))
-        for threshold in (1.0, 1.05, 1.1, 1.15, median):
-            on_artifact = adaptive.adaptive_inference(runner, image, exits=(1, 2), threshold=threshold, costs=costs)
-            on_eager = adaptive.adaptive_inference(eager, image, exits=(1, 2), threshold=threshold, costs=costs)
-            assert on_artifact.exits == on_eager.exits
-            assert on_artifact.macs == on_eager.macs
-            assert np.abs(on_artifact.image - on_eager.image).max() < 1e-4
-            taken += on_artifact.exits
-    assert set(taken) == {1, 2}
+        for name in adaptive.RULES:  # the ladder's decision reads the artifact's own exit-1 output
+            rule = recorded if name == recorded.name else tiny_rule(model, name)
+            for threshold in (0.5, 0.8, 0.9, 1.0, 1.05, 1.1, 1.15, 1.5, 2.0):
+                on_artifact = adaptive.adaptive_inference(runner, image, rule=rule, threshold=threshold, costs=costs)
+                on_eager = adaptive.adaptive_inference(eager, image, rule=rule, threshold=threshold, costs=costs)
+                assert on_artifact.exits == on_eager.exits
+                assert on_artifact.region_macs == on_eager.region_macs
+                assert np.abs(on_artifact.image - on_eager.image).max() < 1e-4
+                taken[name] += on_artifact.exits
+    assert all(set(exits) == {1, 2} for exits in taken.values())  # the decisions themselves were compared
 
 
 @pytest.fixture(scope="module")
@@ -297,12 +359,25 @@ def test_run_adaptive_picks_exits_per_tile_and_reports_compute(onnx_exits_bundle
     assert np.abs(deep.astype(float) - ada.astype(float)).max() <= 1  # every tile ran to the last exit
     report = json.loads((tmp_path / "r.json").read_text())
     (summary,) = report["photos"].values()
-    assert set(summary["exits"]) == {2} and summary["macs"] > summary["full_macs"]  # exit 1's head ran too
-    assert main(["run", bundle, str(photo), "-o", str(tmp_path / "shallow.png"), "--adaptive", "0.5",
+    assert set(summary["exits"]) == {2} and summary["macs"] == summary["full_macs"]  # no head but the one taken
+    assert summary["macs_fraction"] == 1.0 and len(summary["region_macs"]) == summary["regions"]
+    assert main(["run", bundle, str(photo), "-o", str(tmp_path / "shallow.png"), "--adaptive", "0",
                  "--report", str(tmp_path / "r1.json")]) == 0
     (shallow,) = json.loads((tmp_path / "r1.json").read_text())["photos"].values()
     assert set(shallow["exits"]) == {1} and shallow["macs"] < shallow["full_macs"]
     assert shallow["regions"] == summary["regions"] > 1
+
+
+def test_report_draws_the_adaptive_curve_of_an_exits_bundle(onnx_exits_bundle, tmp_path):
+    from edgeir.report import ADAPTIVE_THRESHOLDS, adaptive_curves, collect, report
+
+    (curve,), notes = adaptive_curves(collect(onnx_exits_bundle.path.parent), photos=1)
+    assert not notes and curve.thresholds == ADAPTIVE_THRESHOLDS
+    assert all(b >= a for a, b in zip(curve.compute, curve.compute[1:], strict=False)) and curve.compute[-1] <= 1.0
+    assert curve.compute[0] < 1.0 and curve.full_db is not None
+    written = report(onnx_exits_bundle.path.parent, output=tmp_path, crop=False)
+    assert tmp_path / "adaptive-tradeoff.png" in written.pngs
+    assert not any("does not exist" in n for n in written.notes)
 
 
 def test_adaptive_needs_the_staged_programs_of_an_exits_bundle():
@@ -310,5 +385,7 @@ def test_adaptive_needs_the_staged_programs_of_an_exits_bundle():
 
     with pytest.raises(ValueError, match="export it with --exits"):
         staged_exits({"recipe": {"programs": [{"name": "forward"}]}})
+    with pytest.raises(ValueError, match="no calibrated stopping rule"):
+        adaptive.bundle_rule({"recipe": {"programs": [{"name": n} for n in ("stem", "block_1", "head_1")]}})
     assert staged_exits({"recipe": {"programs": [{"name": n} for n in ("stem", "block_1", "block_2", "head_2")]}}) \
         == (2,)
