@@ -116,7 +116,31 @@ def delegation_summary(graph_module) -> dict[str, Any]:
         "delegate_subgraphs": int(info.num_delegated_subgraphs),
         "coverage": round(delegated / total, 4) if total else 0.0,
         "non_delegated_ops": dict(sorted(outside.items(), key=lambda kv: -kv[1])),
+        "non_delegated_macs": non_delegated_macs(graph_module),
     }
+
+
+def non_delegated_macs(graph_module) -> int:
+    """MACs of the convolutions and matrix products a lowered graph runs outside its delegates.
+
+    With the model's total MACs this gives the share of the arithmetic the delegate runs (the
+    element-wise operators left outside cost bandwidth, not MACs).
+    """
+    import math
+
+    total = 0
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function":
+            continue
+        op = str(node.target).rsplit("aten.", 1)[-1].split(".")[0]
+        out = node.meta.get("val")
+        if op not in ("convolution", "mm", "bmm", "addmm") or out is None or not hasattr(out, "shape"):
+            continue
+        if op == "convolution":
+            total += math.prod(out.shape) * math.prod(node.args[1].meta["val"].shape[1:])
+        else:
+            total += math.prod(out.shape) * int(node.args[1 if op == "addmm" else 0].meta["val"].shape[-1])
+    return int(total)
 
 
 def delegate_ids(pte: bytes) -> list[str]:
@@ -243,9 +267,8 @@ class ExecuTorchTarget(Target):
         partitioners = []
         details: dict[str, Any] = {"methods": list(exported)}
         if options.backend == "xnnpack":
-            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
-
             from edgeir.targets.xnnpack_passes import apply_delegate_passes
+            from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
             start = time.perf_counter()
             details["delegate_passes"] = {}

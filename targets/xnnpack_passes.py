@@ -18,7 +18,7 @@ pass                      rewrite
                           a linear layer with constant weights (a reduction XNNPACK runs as GEMM)
 ``layer_norm``            ``layer_norm`` over trailing dims -> the same arithmetic with the
                           reductions above (``rsqrt`` of the variance, affine)
-``powers``                ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, 0.5)`` -> ``sqrt``; ``pow(x, -0.5)`` -> ``rsqrt``
+``powers``                ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, +-0.5)`` -> ``sqrt`` / ``rsqrt``
 ``broadcast_expand``      ``expand`` / ``expand_as`` whose users broadcast anyway -> dropped;
                           ``clamp_min`` -> ``clamp``
 ``matmul_to_bmm``         ``matmul`` of N-D operands -> ``bmm`` / ``mm`` on reshaped operands

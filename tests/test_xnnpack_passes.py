@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from torch import nn
-
 from edgeir.targets.xnnpack_passes import PASSES, apply_delegate_passes
+from torch import nn
 
 
 class ChannelNorm(nn.Module):
@@ -123,7 +122,7 @@ def test_a_pass_that_changes_the_output_is_refused(monkeypatch) -> None:
             if node.target is torch.ops.aten.conv2d.default:
                 with ctx.gm.graph.inserting_after(node):
                     doubled = ctx.gm.graph.call_function(torch.ops.aten.mul.Tensor, (node, 2.0))
-                node.replace_all_uses_with(doubled, delete_user_cb=lambda u: u is not doubled)
+                node.replace_all_uses_with(doubled, delete_user_cb=lambda u, d=doubled: u is not d)
                 n += 1
         return n
 
@@ -137,9 +136,10 @@ def test_a_pass_that_changes_the_output_is_refused(monkeypatch) -> None:
 @pytest.mark.target_executorch
 def test_third_party_model_is_one_xnnpack_delegate(tmp_path) -> None:
     """Through the target, as a plugin's recipe would reach it: one subgraph, nothing outside, equal output."""
+    from edgeir.targets.executorch import PTE, TARGET, ExecuTorchRunner
+
     from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec
     from edgeir.target import ExportOptions
-    from edgeir.targets.executorch import PTE, TARGET, ExecuTorchRunner
 
     torch.manual_seed(0)
     model = ThirdPartyDnCNN().eval()
