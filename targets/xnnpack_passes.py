@@ -16,6 +16,8 @@ pass                      rewrite
                           over H, W -> global average pooling (keepdim); over channels of
                           NCHW -> 1x1 convolution with constant weights; over trailing dims ->
                           a linear layer with constant weights (a reduction XNNPACK runs as GEMM)
+``strided_slices``        ``x[:, k::s]`` (even/odd channels) -> reshape to ``(n / s, s)``, unit-step slice
+``repeat_interleave``     ``repeat_interleave(x, r, dim)`` -> ``r`` copies concatenated on a new inner dim
 ``layer_norm``            ``layer_norm`` over trailing dims -> the same arithmetic with the
                           reductions above (``rsqrt`` of the variance, affine)
 ``powers``                ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, +-0.5)`` -> ``sqrt`` / ``rsqrt``
@@ -173,6 +175,58 @@ def split_to_slices(ctx: _Context) -> int:
                     piece = _call(graph, aten.reshape.default, piece, [s for d, s in enumerate(shape) if d != dim])
             _replace(user, piece)
         graph.erase_node(node)
+        count += 1
+    return count
+
+
+def strided_slices(ctx: _Context) -> int:
+    """``x[:, k::s]`` (a step-``s`` slice taking one element of every group of ``s``) -> reshape, unit-step slice.
+
+    XNNPACK's slice takes step 1 only. Splitting the sliced dim ``n`` into ``(n / s, s)`` makes the
+    strided selection a unit-step slice of the inner dim (even/odd channel splits).
+    """
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.slice.Tensor:
+            continue
+        args = list(node.args) + [None] * (5 - len(node.args))
+        x, dim, start, end, step = args[:5]
+        step = step if step is not None else node.kwargs.get("step", 1)
+        shape, out = _shape(x), _shape(node)
+        if shape is None or out is None or not isinstance(step, int) or step <= 1:
+            continue
+        dim %= len(shape)
+        n = shape[dim]
+        start = 0 if start is None else (start + n if start < 0 else start)
+        if n % step or not 0 <= start < step or out[dim] != n // step:
+            continue
+        split = list(shape[:dim]) + [n // step, step] + list(shape[dim + 1:])
+        with graph.inserting_before(node):
+            grouped = _call(graph, aten.reshape.default, x, split)
+            picked = _call(graph, aten.slice.Tensor, grouped, dim + 1, start, start + 1)
+            new = _call(graph, aten.reshape.default, picked, list(out))
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def repeat_interleave(ctx: _Context) -> int:
+    """``repeat_interleave(x, r, dim)`` with an int ``r`` -> ``r`` copies concatenated on a new inner dim, reshaped."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.repeat_interleave.self_int:
+            continue
+        x, repeats = node.args[0], node.args[1]
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim")
+        shape, out = _shape(x), _shape(node)
+        if shape is None or out is None or dim is None or not isinstance(repeats, int):
+            continue
+        dim %= len(shape)
+        with graph.inserting_before(node):
+            inner = _call(graph, aten.reshape.default, x, list(shape[:dim + 1]) + [1] + list(shape[dim + 1:]))
+            copies = _call(graph, aten.cat.default, [inner] * repeats, dim + 1)
+            new = _call(graph, aten.reshape.default, copies, list(out))
+        _replace(node, new)
         count += 1
     return count
 
@@ -402,6 +456,8 @@ def float_scalars(ctx: _Context) -> int:
 PASSES: tuple[tuple[str, Callable[[_Context], int]], ...] = (
     ("constant_like", constant_like),
     ("split_to_slices", split_to_slices),
+    ("strided_slices", strided_slices),
+    ("repeat_interleave", repeat_interleave),
     ("layer_norm", layer_norm),
     ("reductions", reductions),
     ("powers", powers),
@@ -441,14 +497,12 @@ def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs
     gm = exported.module()
     inputs = tuple(example_inputs)
     with torch.no_grad():
-        reference = [t.detach().clone() for t in _outputs(gm(*inputs))]
+        reference = [t.detach().clone() for t in _outputs(ShapeProp(gm).propagate(*inputs))]
     scale = max([1.0] + [float(t.abs().max()) for t in reference if t.numel()])
     ctx = _Context(gm, {})
     records, changed = [], False
     for name, fn in PASSES:
         start = time.perf_counter()
-        with torch.no_grad():
-            ShapeProp(gm).propagate(*inputs)
         rewrites = fn(ctx)
         error = 0.0
         if rewrites:
@@ -456,8 +510,9 @@ def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs
             gm.graph.eliminate_dead_code()
             gm.graph.lint()
             gm.recompile()
+            # One forward both checks this pass and gives the next one the shapes it reads.
             with torch.no_grad():
-                after = _outputs(gm(*inputs))
+                after = _outputs(ShapeProp(gm).propagate(*inputs))
             error = max((float((a - b).abs().max()) for a, b in zip(reference, after, strict=True) if a.numel()),
                         default=0.0)
             if not error <= PASS_TOLERANCE * scale:
