@@ -18,6 +18,7 @@ pass                      rewrite
                           a linear layer with constant weights (a reduction XNNPACK runs as GEMM)
 ``strided_slices``        ``x[:, k::s]`` (even/odd channels) -> reshape to ``(n / s, s)``, unit-step slice
 ``repeat_interleave``     ``repeat_interleave(x, r, dim)`` -> ``r`` copies concatenated on a new inner dim
+``repeats``               ``repeat`` (tile) -> identity (all factors 1) or concatenated copies
 ``layer_norm``            ``layer_norm`` over trailing dims -> the same arithmetic with the
                           reductions above (``rsqrt`` of the variance, affine)
 ``powers``                ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, +-0.5)`` -> ``sqrt`` / ``rsqrt``
@@ -226,6 +227,26 @@ def repeat_interleave(ctx: _Context) -> int:
             inner = _call(graph, aten.reshape.default, x, list(shape[:dim + 1]) + [1] + list(shape[dim + 1:]))
             copies = _call(graph, aten.cat.default, [inner] * repeats, dim + 1)
             new = _call(graph, aten.reshape.default, copies, list(out))
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def repeats(ctx: _Context) -> int:
+    """``repeat`` (tile) -> identity where every factor is 1, else copies concatenated along each tiled dim."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.repeat.default:
+            continue
+        x, factors = node.args[0], list(node.args[1])
+        shape = _shape(x)
+        if shape is None or len(factors) != len(shape):
+            continue
+        with graph.inserting_before(node):
+            new = x
+            for dim, factor in enumerate(factors):
+                if factor != 1:
+                    new = _call(graph, aten.cat.default, [new] * factor, dim)
         _replace(node, new)
         count += 1
     return count
@@ -458,6 +479,7 @@ PASSES: tuple[tuple[str, Callable[[_Context], int]], ...] = (
     ("split_to_slices", split_to_slices),
     ("strided_slices", strided_slices),
     ("repeat_interleave", repeat_interleave),
+    ("repeats", repeats),
     ("layer_norm", layer_norm),
     ("reductions", reductions),
     ("powers", powers),

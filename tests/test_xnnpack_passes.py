@@ -161,15 +161,16 @@ def test_strided_slices_and_repeat_interleave() -> None:
     class EvenOdd(nn.Module):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             even, odd = x[:, 0::2], x[:, 1::2]
-            return torch.cat([even * odd, odd], 1).repeat_interleave(2, dim=1) + x[:, ::3].mean()
+            y = torch.cat([even * odd, odd], 1).repeat_interleave(2, dim=1) + x[:, ::3].mean()
+            return y + y.repeat(1, 1, 1, 1) * y[:, :1].repeat(1, 12, 1, 1)
 
     x = torch.randn(1, 6, 4, 5)
     exported = torch.export.export(EvenOdd(), (x,), strict=False)
     rewritten, records = apply_delegate_passes(exported, (x,))
     counts = {r["pass"]: r["rewrites"] for r in records}
-    assert counts["strided_slices"] == 3 and counts["repeat_interleave"] == 1
+    assert counts["strided_slices"] == 3 and counts["repeat_interleave"] == 1 and counts["repeats"] == 2
     steps = [n.args[4] for n in rewritten.graph.nodes if n.target is torch.ops.aten.slice.Tensor and len(n.args) > 4]
     assert all(step == 1 for step in steps)
-    assert _ops(rewritten)["aten.repeat_interleave.self_int"] == 0
+    assert _ops(rewritten)["aten.repeat_interleave.self_int"] == 0 and _ops(rewritten)["aten.repeat.default"] == 0
     with torch.no_grad():
         np.testing.assert_allclose(rewritten.module()(x).numpy(), EvenOdd()(x).numpy(), rtol=1e-6, atol=1e-6)
