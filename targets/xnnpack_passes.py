@@ -223,9 +223,11 @@ def repeat_interleave(ctx: _Context) -> int:
         if shape is None or out is None or dim is None or not isinstance(repeats, int):
             continue
         dim %= len(shape)
+        # 4-D whatever the rank (XNNPACK's concatenate takes up to 4-D here): (outer, n, 1, inner).
+        grouped = [math.prod(shape[:dim]), shape[dim], 1, math.prod(shape[dim + 1:])]
         with graph.inserting_before(node):
-            inner = _call(graph, aten.reshape.default, x, list(shape[:dim + 1]) + [1] + list(shape[dim + 1:]))
-            copies = _call(graph, aten.cat.default, [inner] * repeats, dim + 1)
+            inner = _call(graph, aten.reshape.default, x, grouped)
+            copies = _call(graph, aten.cat.default, [inner] * repeats, 2)
             new = _call(graph, aten.reshape.default, copies, list(out))
         _replace(node, new)
         count += 1
