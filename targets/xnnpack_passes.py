@@ -17,8 +17,8 @@ pass                      rewrite
                           NCHW -> 1x1 convolution with constant weights; over trailing dims ->
                           a linear layer with constant weights (a reduction XNNPACK runs as GEMM)
 ``strided_slices``        ``x[:, k::s]`` (even/odd channels) -> reshape to ``(n / s, s)``, unit-step slice
-``repeat_interleave``     ``repeat_interleave(x, r, dim)`` -> ``r`` copies concatenated on a new inner dim
-``repeats``               ``repeat`` (tile) -> identity (all factors 1) or concatenated copies
+``repeat_interleave``     ``repeat_interleave(x, r, dim)`` -> a broadcasting multiply by ones on a new inner dim
+``repeats``               ``repeat`` (tile) -> identity (all factors 1) or a broadcasting multiply by ones
 ``layer_norm``            ``layer_norm`` over trailing dims -> the same arithmetic with the
                           reductions above (``rsqrt`` of the variance, affine)
 ``powers``                ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, +-0.5)`` -> ``sqrt`` / ``rsqrt``
@@ -212,7 +212,7 @@ def strided_slices(ctx: _Context) -> int:
 
 
 def repeat_interleave(ctx: _Context) -> int:
-    """``repeat_interleave(x, r, dim)`` with an int ``r`` -> ``r`` copies concatenated on a new inner dim, reshaped."""
+    """``repeat_interleave(x, r, dim)`` with an int ``r`` -> a broadcasting multiply by ones on a new inner dim."""
     graph, count = ctx.gm.graph, 0
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target is not aten.repeat_interleave.self_int:
@@ -223,19 +223,21 @@ def repeat_interleave(ctx: _Context) -> int:
         if shape is None or out is None or dim is None or not isinstance(repeats, int):
             continue
         dim %= len(shape)
-        # 4-D whatever the rank (XNNPACK's concatenate takes up to 4-D here): (outer, n, 1, inner).
+        # (outer, n, 1, inner) times a (1, 1, r, 1) constant of ones broadcasts to the r copies, 4-D
+        # whatever the rank. (A cat of one tensor r times is not delegated: XNNPACK's partitioner
+        # counts distinct inputs.)
         grouped = [math.prod(shape[:dim]), shape[dim], 1, math.prod(shape[dim + 1:])]
         with graph.inserting_before(node):
             inner = _call(graph, aten.reshape.default, x, grouped)
-            copies = _call(graph, aten.cat.default, [inner] * repeats, 2)
-            new = _call(graph, aten.reshape.default, copies, list(out))
+            ones = ctx.constant(("ones", 1, 1, repeats, 1), lambda r=repeats: torch.ones(1, 1, r, 1))
+            new = _call(graph, aten.reshape.default, _call(graph, aten.mul.Tensor, inner, ones), list(out))
         _replace(node, new)
         count += 1
     return count
 
 
 def repeats(ctx: _Context) -> int:
-    """``repeat`` (tile) -> identity where every factor is 1, else copies concatenated along each tiled dim."""
+    """``repeat`` (tile) -> identity where every factor is 1, else a broadcasting multiply by ones per tiled dim."""
     graph, count = ctx.gm.graph, 0
     for node in list(graph.nodes):
         if node.op != "call_function" or node.target is not aten.repeat.default:
@@ -245,10 +247,16 @@ def repeats(ctx: _Context) -> int:
         if shape is None or len(factors) != len(shape):
             continue
         with graph.inserting_before(node):
-            new = x
+            new, current = x, list(shape)
             for dim, factor in enumerate(factors):
-                if factor != 1:
-                    new = _call(graph, aten.cat.default, [new] * factor, dim)
+                if factor == 1:
+                    continue
+                # tiling dim d copies the slab [d:]: (outer, 1, slab, 1) times (1, f, 1, 1) ones
+                grouped = [math.prod(current[:dim]), 1, math.prod(current[dim:]), 1]
+                ones = ctx.constant(("ones", 1, factor, 1, 1), lambda f=factor: torch.ones(1, f, 1, 1))
+                tiled = _call(graph, aten.mul.Tensor, _call(graph, aten.reshape.default, new, grouped), ones)
+                current[dim] *= factor
+                new = _call(graph, aten.reshape.default, tiled, current)
         _replace(node, new)
         count += 1
     return count
