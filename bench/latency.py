@@ -22,8 +22,13 @@ from edgeir.discovery import targets
 from edgeir.reference import ReferenceRunner
 
 
-def _artifact_call(runner, program: str):
-    return lambda x: runner.run(program, [x])
+def _artifact_call(runner, program: dict):
+    """The artifact's program on inputs of its declared shapes: every input (a multi-input program such as
+    DiffIR's ``forward`` takes the image and its degradation input), the image first."""
+    rng = np.random.default_rng(1)
+    extra = [(rng.random(spec["shape"], dtype=np.float32) * (spec.get("value_range") or (0, 1))[1]).astype(np.float32)
+             for spec in program["inputs"][1:]]
+    return lambda x: runner.run(program["name"], [x, *extra])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
             first = first or bundle
             runner = targets().get(target).runtime(bundle)
             label = f"{target} ({bundle.manifest['backend']})"
-            contenders[label] = _artifact_call(runner, bundle.program()["name"])
+            contenders[label] = _artifact_call(runner, bundle.program())
             delegation = bundle.manifest["target_details"].get("delegation")
             if delegation:
                 for name, stats in delegation.items():
@@ -56,8 +61,16 @@ def main(argv: list[str] | None = None) -> int:
                           f"{stats['delegate_subgraphs']} subgraph(s), {stats['non_delegated_nodes']} outside "
                           f"{stats['non_delegated_ops']}")
         model = edgeir.build_model(args.method, variant=args.variant, task=args.task, weights=args.weights)
-        reference = ReferenceRunner(model, torch.device("cpu"))
-        contenders = {"eager (torch)": lambda x: reference.run([x]), **contenders}
+        from edgeir.discovery import methods
+        from edgeir.recipe import RecipeOptions
+
+        spec = methods().get(args.method)
+        program = spec.recipe(model, RecipeOptions(variant=args.variant, task=args.task or spec.default_task,
+                                                   input_size=(args.size, args.size))).programs[0]
+        # eager runs the same program as the artifacts (its module, all of its inputs)
+        reference = ReferenceRunner(program.module, torch.device("cpu"))
+        extra = [x.numpy() for x in program.example_inputs()[1:]]
+        contenders = {"eager (torch)": lambda x: reference.run([x, *extra]), **contenders}
 
         x = np.random.default_rng(0).random((1, 3, args.size, args.size), dtype=np.float32)
         for _ in range(args.warmup):

@@ -122,6 +122,56 @@ def ignored_operations(module, example, keep_float: tuple[str, ...]) -> list[str
     return ignored
 
 
+def quantize_layer_outputs(model, samples: Sequence[tuple], keep_float: tuple[str, ...] = ()) -> int:
+    """Fake-quantize the output of every convolution and linear layer (uint8, per tensor); returns how many.
+
+    NNCF puts a quantizer on each layer's input and weights but none on its output when the next
+    operation is float, so the exported QDQ model has ``DQ -> Conv`` with a float output, and ONNX
+    Runtime's QDQ fusion (``DQ(x), DQ(w) -> Conv -> Q`` into ``QLinearConv`` / ``QLinearMatMul``,
+    integer kernels) never matches: every Conv ran in float, with the quantize/dequantize pairs
+    only adding time. With an output quantizer each layer fuses. The ranges are the min/max of the
+    layer's output over the calibration ``samples`` (asymmetric uint8, the activation type ONNX
+    Runtime's x86 integer kernels prefer). The quantizers are forward hooks, so module paths (which
+    NNCF's own quantizers are keyed by) do not change; they are part of the fake-quant model the
+    artifact is verified against.
+    """
+    import torch
+    from edgeir.quant.pt2e import in_kept_module
+
+    layers = [(name, m) for name, m in model.named_modules()
+              if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))
+              and not in_kept_module(name, keep_float)]
+    ranges: dict[str, list[float]] = {}
+
+    def observe(name):
+        def hook(module, inputs, output):
+            low, high = float(output.min()), float(output.max())
+            seen = ranges.setdefault(name, [low, high])
+            seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
+        return hook
+
+    handles = [m.register_forward_hook(observe(name)) for name, m in layers]
+    with torch.no_grad():
+        for sample in samples:
+            model(*sample)
+    for handle in handles:
+        handle.remove()
+    count = 0
+    for name, module in layers:
+        if name not in ranges:
+            continue  # not reached by this program
+        low, high = min(ranges[name][0], 0.0), max(ranges[name][1], 0.0)
+        scale = max(high - low, 1e-8) / 255.0
+        zero_point = int(min(255, max(0, round(-low / scale))))
+
+        def fake_quantize(module, inputs, output, scale=scale, zero_point=zero_point):
+            return torch.fake_quantize_per_tensor_affine(output, scale, zero_point, 0, 255)
+
+        module.register_forward_hook(fake_quantize)
+        count += 1
+    return count
+
+
 class NNCFEngine(QuantEngine):
     name = "nncf"
     schemes = ("int8",)
@@ -159,6 +209,9 @@ class NNCFEngine(QuantEngine):
                               example_input=example[0] if len(example) == 1 else example)
         stripped.eval()
         details["native_quantizers"] = native_quantizers(stripped)
+        details["output_quantizers"] = quantize_layer_outputs(stripped, samples, hints.keep_float)
+        details["placement"] = ("inputs, weights (NNCF) and outputs (uint8, calibrated min/max) of convolutions and "
+                                "linear layers: each layer fuses into an ONNX Runtime integer kernel")
         with torch.no_grad():
             stripped(*example)
         return QuantizedProgram(export_module=stripped, fakequant=stripped, details=details)

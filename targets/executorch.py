@@ -14,6 +14,7 @@ those bundles are not run here and the reason says so.
 from __future__ import annotations
 
 import importlib.util
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,31 @@ def delegation_summary(graph_module) -> dict[str, Any]:
         "delegate_subgraphs": int(info.num_delegated_subgraphs),
         "coverage": round(delegated / total, 4) if total else 0.0,
         "non_delegated_ops": dict(sorted(outside.items(), key=lambda kv: -kv[1])),
+        "non_delegated_macs": non_delegated_macs(graph_module),
     }
+
+
+def non_delegated_macs(graph_module) -> int:
+    """MACs of the convolutions and matrix products a lowered graph runs outside its delegates.
+
+    With the model's total MACs this gives the share of the arithmetic the delegate runs (the
+    element-wise operators left outside cost bandwidth, not MACs).
+    """
+    import math
+
+    total = 0
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function":
+            continue
+        op = str(node.target).rsplit("aten.", 1)[-1].split(".")[0]
+        out = node.meta.get("val")
+        if op not in ("convolution", "mm", "bmm", "addmm") or out is None or not hasattr(out, "shape"):
+            continue
+        if op == "convolution":
+            total += math.prod(out.shape) * math.prod(node.args[1].meta["val"].shape[1:])
+        else:
+            total += math.prod(out.shape) * int(node.args[1 if op == "addmm" else 0].meta["val"].shape[-1])
+    return int(total)
 
 
 def delegate_ids(pte: bytes) -> list[str]:
@@ -231,25 +256,41 @@ class ExecuTorchTarget(Target):
         import torch
         from executorch.exir import to_edge_transform_and_lower
 
+        self.quant_engine(options)  # refuses a scheme the backend does not offer
+        seconds: dict[str, float] = {}
+        start = time.perf_counter()
         exported = {
             program.name: torch.export.export(program.module.eval(), program.example_inputs(), strict=False)
             for program in recipe.programs
         }
-        self.quant_engine(options)  # refuses a scheme the backend does not offer
+        seconds["torch_export"] = time.perf_counter() - start
         partitioners = []
         details: dict[str, Any] = {"methods": list(exported)}
         if options.backend == "xnnpack":
+            from edgeir.targets.xnnpack_passes import apply_delegate_passes
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
 
+            start = time.perf_counter()
+            details["delegate_passes"] = {}
+            for program in recipe.programs:
+                exported[program.name], records = apply_delegate_passes(exported[program.name],
+                                                                        program.example_inputs())
+                details["delegate_passes"][program.name] = records
+            seconds["delegate_passes"] = time.perf_counter() - start
             partitioners = [XnnpackPartitioner()]
         elif options.backend == "coreml":
             partitioners = [coreml_partitioner(options.quant)]
             details["coreml"] = {"minimum_deployment_target": "iOS17",
                                  "compute_precision": COREML_PRECISION[options.quant]}
+        start = time.perf_counter()
         edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
+        seconds["to_edge_transform_and_lower"] = time.perf_counter() - start
         details["delegation"] = {name: delegation_summary(edge.exported_program(name).graph_module)
                                  for name in exported}
+        start = time.perf_counter()
         buffer = edge.to_executorch().buffer
+        seconds["to_executorch"] = time.perf_counter() - start
+        details["export_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
         details["delegates"] = delegate_ids(buffer)
         (out_dir / PTE).write_bytes(buffer)
         return ExportResult(files=[PTE], details=details)

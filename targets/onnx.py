@@ -136,11 +136,12 @@ class OnnxTarget(Target):
             onnx_program.save(str(out_dir / name), external_data=False)
             files.append(name)
             integer_weights[program.name] = _finalise(out_dir / name, integer_weights=True)
-        # ONNX Runtime 1.32's extended QDQ fusions (QLinear* kernels) computed a different function on
-        # AnyIR tiny: 19.7 dB against the fake-quant model, 40 dB with basic optimisations only. The
-        # bundle says which level it was verified with; an app must create its session the same way.
+        # With quantizers on the layers' outputs as well as their inputs (nncf_engine.quantize_layer_outputs),
+        # ONNX Runtime's extended optimisations fuse each DQ -> Conv/MatMul -> Q into QLinearConv /
+        # QLinearMatMul (integer kernels); at the basic level the QDQ model runs in float. The bundle says
+        # which level it was verified with; an app must create its session the same way.
         return ExportResult(files=files, details={"opset": OPSET, "dynamic_hw": {}, "format": "QDQ",
-                                                  "ort_graph_optimization": "basic",
+                                                  "ort_graph_optimization": "all",
                                                   "integer_weights": integer_weights})
 
     @staticmethod

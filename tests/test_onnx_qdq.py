@@ -52,3 +52,50 @@ def test_quantize_constant_rounds_half_to_even_and_saturates():
     value = np.array([0.5, 1.5, 2.5, -0.5, 1000.0, -1000.0], dtype=np.float32)
     got = quantize_constant(value, np.array(1.0, np.float32), np.array(0, np.int8), axis=0)
     assert got.tolist() == [0, 2, 2, 0, 127, -128] and got.dtype == np.int8
+
+
+
+def test_layer_output_quantizers_make_convolutions_fuse(tmp_path) -> None:
+    """With an output quantizer after each conv, ONNX Runtime's optimiser turns DQ -> Conv -> Q into QLinearConv."""
+    import torch
+    from edgeir.quant.nncf_engine import quantize_layer_outputs
+    from torch.nn.utils import parametrize
+
+    torch.manual_seed(0)
+
+    class FakeQuantWeight(torch.nn.Module):  # int8 per-channel symmetric weights, as NNCF's stripped model has
+        def forward(self, w):
+            scale = w.detach().abs().amax((1, 2, 3)).clamp_min(1e-8) / 127
+            return torch.fake_quantize_per_channel_affine(w, scale, torch.zeros(w.shape[0], dtype=torch.int32),
+                                                          0, -128, 127)
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = torch.nn.Conv2d(3, 8, 3, padding=1)
+            self.b = torch.nn.Conv2d(8, 3, 3, padding=1)
+            for conv in (self.a, self.b):
+                parametrize.register_parametrization(conv, "weight", FakeQuantWeight())
+
+        def forward(self, x):
+            x = torch.fake_quantize_per_tensor_affine(x, 1 / 255, 0, 0, 255)
+            y = torch.fake_quantize_per_tensor_affine(torch.relu(self.a(x)), 0.05, 0, 0, 255)
+            return self.b(y)
+
+    net = Net().eval()
+    samples = [(torch.rand(1, 3, 16, 16),) for _ in range(4)]
+    assert quantize_layer_outputs(net, samples) == 2
+    x = samples[0][0]
+    with torch.no_grad():
+        out = net(x)
+    assert len(np.unique(out.numpy())) <= 256  # the last layer's output is on a uint8 grid
+    path = tmp_path / "m.onnx"
+    torch.onnx.export(net, (x,), str(path), dynamo=True, external_data=False, verbose=False)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "opt.onnx")
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+    assert ops.count("QLinearConv") == 2, ops
+    fused = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
+    step = float(out.max() - out.min()) / 255
+    assert np.abs(fused - out.numpy()).max() <= 2 * step + 1e-6  # integer kernels agree with the fake-quant model

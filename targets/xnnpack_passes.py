@@ -1,0 +1,557 @@
+"""Generic graph passes that make an exported program delegable to XNNPACK, owned by the ExecuTorch target.
+
+A method knows no backend: its model is written as its authors wrote it (NAFNet's channel
+LayerNorm with ``mean(1)``, Restormer's ``F.normalize`` of transposed attention, ``chunk`` gates,
+``nn.LayerNorm`` on tokens...). ExecuTorch's XNNPACK partitioner takes only some forms of those
+operators (``mean`` over H, W of a 4-D tensor with ``keepdim``; ``pow`` with exponent 2 as an
+int; static ``slice_copy``) and leaves the rest on portable kernels, cutting the graph into
+delegate islands. These passes rewrite, on the ``torch.export`` graph and before partitioning,
+each such form into an output-equal form the partitioner takes:
+
+========================  ==============================================================
+pass                      rewrite
+========================  ==============================================================
+``split_to_slices``       ``chunk`` / ``split`` / ``split_with_sizes`` / ``unbind`` -> static slices
+``reductions``            ``mean`` / ``sum`` / ``var`` / ``linalg_vector_norm`` / ``adaptive_avg_pool2d(1)``:
+                          over H, W -> global average pooling (keepdim); over channels of
+                          NCHW -> 1x1 convolution with constant weights; over trailing dims ->
+                          a linear layer with constant weights (a reduction XNNPACK runs as GEMM)
+``strided_slices``        ``x[:, k::s]`` (even/odd channels) -> reshape to ``(n / s, s)``, unit-step slice
+``repeat_interleave``     ``repeat_interleave(x, r, dim)`` -> a broadcasting multiply by ones on a new inner dim
+``repeats``               ``repeat`` (tile) -> identity (all factors 1) or a broadcasting multiply by ones
+``layer_norm``            ``layer_norm`` over trailing dims -> the same arithmetic with the
+                          reductions above (``rsqrt`` of the variance, affine)
+``powers``                ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, +-0.5)`` -> ``sqrt`` / ``rsqrt``
+``broadcast_expand``      ``expand`` / ``expand_as`` whose users broadcast anyway -> dropped;
+                          ``clamp_min`` -> ``clamp``
+``matmul_to_bmm``         ``matmul`` of N-D operands -> ``bmm`` / ``mm`` on reshaped operands
+                          (its decomposition adds a non-delegated ``expand``)
+``float_scalars``         integer scalars of float arithmetic (``x / 8``) -> float scalars
+``constant_like``         ``ones_like`` / ``zeros_like`` / ``full_like`` of a static shape -> a constant
+========================  ==============================================================
+
+Each pass is applied to the program as exported, then the program's output on its example
+inputs is compared with the original's: a pass that changes the output beyond float rounding
+raises. The largest absolute change per pass goes into the manifest. The rewritten graph is
+exported again (``torch.export``), so what the partitioner sees is a plain exported program.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import fx
+
+aten = torch.ops.aten
+
+#: Relative tolerance (to the output's largest magnitude, at least 1) for a pass's output change.
+PASS_TOLERANCE = 1e-4
+
+
+@dataclass
+class _Context:
+    """What a pass needs besides the graph: the module (to hold constants) and a constant cache."""
+
+    gm: fx.GraphModule
+    constants: dict[tuple, str]
+
+    def constant(self, key: tuple, make: Callable[[], torch.Tensor]) -> fx.Node:
+        """A ``get_attr`` node for the constant ``make()``, shared by every use of the same ``key``."""
+        name = self.constants.get(key)
+        if name is None:
+            name = f"_xnnpack_const_{len(self.constants)}"
+            self.gm.register_buffer(name, make())
+            self.constants[key] = name
+        return self.gm.graph.get_attr(name)
+
+
+def _shape(node: Any) -> tuple[int, ...] | None:
+    meta = getattr(node, "meta", {}).get("tensor_meta") if isinstance(node, fx.Node) else None
+    if meta is None or not hasattr(meta, "shape"):
+        return None
+    shape = tuple(meta.shape)
+    return shape if all(isinstance(d, int) for d in shape) else None
+
+
+def _dtype(node: fx.Node) -> torch.dtype:
+    meta = node.meta.get("tensor_meta")
+    return getattr(meta, "dtype", torch.float32)
+
+
+def _call(graph: fx.Graph, op, *args) -> fx.Node:
+    return graph.call_function(op, tuple(args))
+
+
+def _dims(dims: Any, rank: int) -> list[int]:
+    if dims is None or (isinstance(dims, (list, tuple)) and len(dims) == 0):
+        return list(range(rank))
+    if isinstance(dims, int):
+        dims = [dims]
+    return sorted({d % rank for d in dims})
+
+
+def _reduce(ctx: _Context, x: fx.Node, shape: tuple[int, ...], dims: list[int], keepdim: bool,
+            kind: str) -> fx.Node:
+    """Nodes computing ``x.mean(dims)`` (``kind='mean'``) or ``x.sum(dims)`` in forms XNNPACK delegates.
+
+    4-D over (2, 3): global average pooling (``mean.dim`` with keepdim). 4-D over (1,): a 1x1
+    convolution with one output channel. Trailing dims: a linear layer with one output. Any
+    other set: a permute that moves the reduced dims last, then the linear form.
+    """
+    graph = ctx.gm.graph
+    rank = len(shape)
+    count = math.prod(shape[d] for d in dims)
+    kept_shape = tuple(1 if d in dims else s for d, s in enumerate(shape))
+    out_shape = kept_shape if keepdim else tuple(s for d, s in enumerate(shape) if d not in dims)
+    value = 1.0 / count if kind == "mean" else 1.0
+    if rank == 4 and dims == [2, 3]:
+        y = _call(graph, aten.mean.dim, x, [2, 3], True)
+        if kind == "sum":
+            y = _call(graph, operator.mul, y, float(count))
+    elif rank == 4 and dims == [1]:
+        weight = ctx.constant(("conv", shape[1], value), lambda: torch.full((1, shape[1], 1, 1), value))
+        y = _call(graph, aten.conv2d.default, x, weight)
+    else:
+        trailing = dims == list(range(rank - len(dims), rank))
+        if not trailing:
+            order = [d for d in range(rank) if d not in dims] + dims
+            x = _call(graph, aten.permute.default, x, order)
+        weight = ctx.constant(("linear", count, value), lambda: torch.full((1, count), value))
+        if dims != [rank - 1]:
+            x = _call(graph, aten.reshape.default, x, [-1, count])
+        y = _call(graph, aten.linear.default, x, weight)
+    direct = rank == 4 and dims in ([2, 3], [1]) or dims == [rank - 1]
+    if (kept_shape if direct else (-1, 1)) != tuple(out_shape):
+        y = _call(graph, aten.reshape.default, y, list(out_shape))
+    return y
+
+
+# --------------------------------------------------------------------------------------------
+# passes: each takes the context and returns how many nodes it rewrote
+# --------------------------------------------------------------------------------------------
+
+
+def _replace(node: fx.Node, new: fx.Node) -> None:
+    node.replace_all_uses_with(new)
+    node.graph.erase_node(node)
+
+
+def split_to_slices(ctx: _Context) -> int:
+    """``chunk``, ``split``, ``split_with_sizes`` and ``unbind`` -> one static ``slice`` per used piece."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.chunk.default, aten.split.Tensor,
+                                                             aten.split_with_sizes.default, aten.unbind.int):
+            continue
+        shape = _shape(node.args[0])
+        if shape is None or not all(u.target is operator.getitem for u in node.users):
+            continue
+        x = node.args[0]
+        dim = (node.args[2] if len(node.args) > 2 else node.kwargs.get("dim", 0)) \
+            if node.target is not aten.unbind.int else (node.args[1] if len(node.args) > 1 else 0)
+        dim %= len(shape)
+        size = shape[dim]
+        if node.target is aten.chunk.default:
+            step = -(-size // node.args[1])
+            sizes = [min(step, size - s) for s in range(0, size, step)]
+        elif node.target is aten.split.Tensor:
+            step = node.args[1]
+            sizes = [min(step, size - s) for s in range(0, size, step)] if isinstance(step, int) else list(step)
+        elif node.target is aten.unbind.int:
+            sizes = [1] * size
+        else:
+            sizes = list(node.args[1])
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        for user in list(node.users):
+            i = user.args[1]
+            with graph.inserting_before(user):
+                piece = _call(graph, aten.slice.Tensor, x, dim, starts[i], starts[i] + sizes[i])
+                if node.target is aten.unbind.int:
+                    piece = _call(graph, aten.reshape.default, piece, [s for d, s in enumerate(shape) if d != dim])
+            _replace(user, piece)
+        graph.erase_node(node)
+        count += 1
+    return count
+
+
+def strided_slices(ctx: _Context) -> int:
+    """``x[:, k::s]`` (a step-``s`` slice taking one element of every group of ``s``) -> reshape, unit-step slice.
+
+    XNNPACK's slice takes step 1 only. Splitting the sliced dim ``n`` into ``(n / s, s)`` makes the
+    strided selection a unit-step slice of the inner dim (even/odd channel splits).
+    """
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.slice.Tensor:
+            continue
+        args = list(node.args) + [None] * (5 - len(node.args))
+        x, dim, start, end, step = args[:5]
+        step = step if step is not None else node.kwargs.get("step", 1)
+        shape, out = _shape(x), _shape(node)
+        if shape is None or out is None or not isinstance(step, int) or step <= 1:
+            continue
+        dim %= len(shape)
+        n = shape[dim]
+        start = 0 if start is None else (start + n if start < 0 else start)
+        if n % step or not 0 <= start < step or out[dim] != n // step:
+            continue
+        split = list(shape[:dim]) + [n // step, step] + list(shape[dim + 1:])
+        with graph.inserting_before(node):
+            grouped = _call(graph, aten.reshape.default, x, split)
+            picked = _call(graph, aten.slice.Tensor, grouped, dim + 1, start, start + 1)
+            new = _call(graph, aten.reshape.default, picked, list(out))
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def repeat_interleave(ctx: _Context) -> int:
+    """``repeat_interleave(x, r, dim)`` with an int ``r`` -> a broadcasting multiply by ones on a new inner dim."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.repeat_interleave.self_int:
+            continue
+        x, repeats = node.args[0], node.args[1]
+        dim = node.args[2] if len(node.args) > 2 else node.kwargs.get("dim")
+        shape, out = _shape(x), _shape(node)
+        if shape is None or out is None or dim is None or not isinstance(repeats, int):
+            continue
+        dim %= len(shape)
+        # (outer, n, 1, inner) times a (1, 1, r, 1) constant of ones broadcasts to the r copies, 4-D
+        # whatever the rank. (A cat of one tensor r times is not delegated: XNNPACK's partitioner
+        # counts distinct inputs.)
+        grouped = [math.prod(shape[:dim]), shape[dim], 1, math.prod(shape[dim + 1:])]
+        with graph.inserting_before(node):
+            inner = _call(graph, aten.reshape.default, x, grouped)
+            ones = ctx.constant(("ones", 1, 1, repeats, 1), lambda r=repeats: torch.ones(1, 1, r, 1))
+            new = _call(graph, aten.reshape.default, _call(graph, aten.mul.Tensor, inner, ones), list(out))
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def repeats(ctx: _Context) -> int:
+    """``repeat`` (tile) -> identity where every factor is 1, else a broadcasting multiply by ones per tiled dim."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.repeat.default:
+            continue
+        x, factors = node.args[0], list(node.args[1])
+        shape = _shape(x)
+        if shape is None or len(factors) != len(shape):
+            continue
+        with graph.inserting_before(node):
+            new, current = x, list(shape)
+            for dim, factor in enumerate(factors):
+                if factor == 1:
+                    continue
+                # tiling dim d copies the slab [d:]: (outer, 1, slab, 1) times (1, f, 1, 1) ones
+                grouped = [math.prod(current[:dim]), 1, math.prod(current[dim:]), 1]
+                ones = ctx.constant(("ones", 1, factor, 1, 1), lambda f=factor: torch.ones(1, f, 1, 1))
+                tiled = _call(graph, aten.mul.Tensor, _call(graph, aten.reshape.default, new, grouped), ones)
+                current[dim] *= factor
+                new = _call(graph, aten.reshape.default, tiled, current)
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def reductions(ctx: _Context) -> int:
+    """``mean``, ``sum``, ``var``, 2-norm and ``adaptive_avg_pool2d(x, 1)`` -> delegated reduction forms."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        target, args, kwargs = node.target, node.args, node.kwargs
+        x = args[0] if args else None
+        shape = _shape(x)
+        if shape is None or _dtype(x) != torch.float32:
+            continue
+        rank = len(shape)
+        with graph.inserting_before(node):
+            if target in (aten.mean.dim, aten.sum.dim_IntList):
+                if kwargs.get("dtype") is not None or (len(args) > 3 and args[3] is not None):
+                    continue
+                dims = _dims(args[1] if len(args) > 1 else kwargs.get("dim"), rank)
+                keepdim = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+                if rank == 4 and dims == [2, 3] and keepdim and target is aten.mean.dim:
+                    continue  # already global average pooling
+                new = _reduce(ctx, x, shape, dims, keepdim, "mean" if target is aten.mean.dim else "sum")
+            elif target is aten.adaptive_avg_pool2d.default and rank == 4 and list(args[1]) == [1, 1]:
+                new = _call(graph, aten.mean.dim, x, [2, 3], True)
+            elif target in (aten.var.dim, aten.var.correction):
+                dims = _dims(args[1] if len(args) > 1 else kwargs.get("dim"), rank)
+                if target is aten.var.dim:
+                    unbiased = args[2] if len(args) > 2 else kwargs.get("unbiased", True)
+                    correction = 1 if unbiased else 0
+                    keepdim = bool(args[3] if len(args) > 3 else kwargs.get("keepdim", False))
+                else:
+                    correction = kwargs.get("correction", 1)
+                    correction = 1 if correction is None else correction
+                    keepdim = bool(kwargs.get("keepdim", False))
+                n = math.prod(shape[d] for d in dims)
+                centred = _call(graph, aten.sub.Tensor, x, _reduce(ctx, x, shape, dims, True, "mean"))
+                new = _reduce(ctx, _call(graph, aten.mul.Tensor, centred, centred), shape, dims, keepdim, "mean")
+                if correction:
+                    new = _call(graph, operator.mul, new, n / (n - correction))
+            elif target is aten.linalg_vector_norm.default:
+                order = args[1] if len(args) > 1 else kwargs.get("ord", 2)
+                if order != 2 or kwargs.get("dtype") is not None:
+                    continue
+                dims = _dims(args[2] if len(args) > 2 else kwargs.get("dim"), rank)
+                keepdim = bool(args[3] if len(args) > 3 else kwargs.get("keepdim", False))
+                squares = _call(graph, aten.mul.Tensor, x, x)
+                new = _call(graph, aten.sqrt.default, _reduce(ctx, squares, shape, dims, keepdim, "sum"))
+            else:
+                continue
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def layer_norm(ctx: _Context) -> int:
+    """``layer_norm`` over trailing dims -> centre, ``rsqrt`` of the variance, affine (delegated reductions)."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.layer_norm.default:
+            continue
+        x = node.args[0]
+        shape = _shape(x)
+        if shape is None:
+            continue
+        normalized = list(node.args[1])
+        weight = node.args[2] if len(node.args) > 2 else node.kwargs.get("weight")
+        bias = node.args[3] if len(node.args) > 3 else node.kwargs.get("bias")
+        eps = node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5)
+        dims = list(range(len(shape) - len(normalized), len(shape)))
+        with graph.inserting_before(node):
+            centred = _call(graph, aten.sub.Tensor, x, _reduce(ctx, x, shape, dims, True, "mean"))
+            var = _reduce(ctx, _call(graph, aten.mul.Tensor, centred, centred), shape, dims, True, "mean")
+            inv_std = _call(graph, aten.rsqrt.default, _call(graph, operator.add, var, float(eps)))
+            y = _call(graph, aten.mul.Tensor, centred, inv_std)
+            if weight is not None:
+                y = _call(graph, aten.mul.Tensor, y, weight)
+            if bias is not None:
+                y = _call(graph, aten.add.Tensor, y, bias)
+        _replace(node, y)
+        count += 1
+    return count
+
+
+def powers(ctx: _Context) -> int:
+    """``square`` and ``pow`` with exponents 2, 1, 0.5, -0.5 -> ``mul``, identity, ``sqrt``, ``rsqrt``."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        x = node.args[0] if node.args else None
+        if node.target is aten.square.default:
+            exponent = 2
+        elif node.target is aten.pow.Tensor_Scalar and isinstance(node.args[1], (int, float)):
+            exponent = node.args[1]
+            if exponent == 2 and isinstance(exponent, int):
+                continue  # delegated as it is
+        else:
+            continue
+        with graph.inserting_before(node):
+            if exponent == 2:
+                new = _call(graph, aten.mul.Tensor, x, x)
+            elif exponent == 0.5:
+                new = _call(graph, aten.sqrt.default, x)
+            elif exponent == -0.5:
+                new = _call(graph, aten.rsqrt.default, x)
+            elif exponent == 1:
+                new = x
+            else:
+                continue
+        _replace(node, new)
+        count += 1
+    return count
+
+
+_BROADCASTING = {aten.add.Tensor, aten.sub.Tensor, aten.mul.Tensor, aten.div.Tensor, aten.maximum.default,
+                 aten.minimum.default}
+
+
+def _broadcast(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    return tuple(torch.broadcast_shapes(torch.Size(a), torch.Size(b)))
+
+
+def broadcast_expand(ctx: _Context) -> int:
+    """Drop ``expand``/``expand_as`` whose users broadcast to the same shape anyway; ``clamp_min`` -> ``clamp``."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in (aten.expand.default, aten.expand_as.default):
+            continue
+        source, expanded = node.args[0], _shape(node)
+        source_shape = _shape(source)
+        if source_shape is None or expanded is None:
+            continue
+        droppable = source_shape == expanded
+        if not droppable and node.users:
+            droppable = True
+            for user in node.users:
+                if user.target not in _BROADCASTING or len(user.args) != 2 or user.kwargs:
+                    droppable = False
+                    break
+                other = user.args[1] if user.args[0] is node else user.args[0]
+                other_shape = _shape(other) if isinstance(other, fx.Node) else ()
+                if other_shape is None or _broadcast(source_shape, other_shape) != _shape(user):
+                    droppable = False
+                    break
+        if droppable:
+            _replace(node, source)
+            count += 1
+    for node in list(graph.nodes):  # after the expands: their sources' shapes are known until here
+        if node.op == "call_function" and node.target is aten.clamp_min.default:
+            with graph.inserting_before(node):
+                new = graph.call_function(aten.clamp.default, (node.args[0], node.args[1]))
+            _replace(node, new)
+            count += 1
+    return count
+
+
+def matmul_to_bmm(ctx: _Context) -> int:
+    """``matmul`` of N-D operands with equal batch dims -> ``bmm`` (3-D) / ``mm`` (2-D right operand)."""
+    graph, count = ctx.gm.graph, 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not aten.matmul.default:
+            continue
+        a, b = node.args[:2]
+        sa, sb, so = _shape(a), _shape(b), _shape(node)
+        if sa is None or sb is None or so is None or len(sa) < 2:
+            continue
+        with graph.inserting_before(node):
+            if len(sb) == 2:
+                flat = _call(graph, aten.reshape.default, a, [-1, sa[-1]])
+                new = _call(graph, aten.reshape.default, _call(graph, aten.mm.default, flat, b), list(so))
+            elif len(sa) == len(sb) >= 3 and sa[:-2] == sb[:-2]:
+                batch = math.prod(sa[:-2])
+                if len(sa) == 3:
+                    new = _call(graph, aten.bmm.default, a, b)
+                else:
+                    a3 = _call(graph, aten.reshape.default, a, [batch, sa[-2], sa[-1]])
+                    b3 = _call(graph, aten.reshape.default, b, [batch, sb[-2], sb[-1]])
+                    new = _call(graph, aten.reshape.default, _call(graph, aten.bmm.default, a3, b3), list(so))
+            else:
+                continue
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def constant_like(ctx: _Context) -> int:
+    """``ones_like`` / ``zeros_like`` / ``full_like`` of a static float shape -> a constant buffer."""
+    graph, count = ctx.gm.graph, 0
+    fills = {aten.ones_like.default: lambda n: 1.0, aten.zeros_like.default: lambda n: 0.0,
+             aten.full_like.default: lambda n: n.args[1]}
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target not in fills:
+            continue
+        shape = _shape(node)
+        if shape is None or _dtype(node) != torch.float32:
+            continue
+        value = float(fills[node.target](node))
+        with graph.inserting_before(node):
+            new = ctx.constant(("fill", shape, value), lambda s=shape, v=value: torch.full(s, v))
+        _replace(node, new)
+        count += 1
+    return count
+
+
+def float_scalars(ctx: _Context) -> int:
+    """Integer scalars of float arithmetic (``x / 8``) -> float scalars.
+
+    An integer scalar becomes an int64 constant whose conversion to float stays outside the
+    delegate; the float scalar gives the same value (exact for integers below 2**24).
+    """
+    graph, count = ctx.gm.graph, 0
+    for node in graph.nodes:
+        if node.op != "call_function" or node.target not in _BROADCASTING or len(node.args) != 2:
+            continue
+        a, b = node.args
+        if isinstance(a, fx.Node) and _dtype(a) == torch.float32 and isinstance(b, int) and not isinstance(b, bool) \
+                and abs(b) < 2**24:
+            node.args = (a, float(b))
+            count += 1
+    return count
+
+
+#: The passes in the order they run: ``(name, function)``.
+PASSES: tuple[tuple[str, Callable[[_Context], int]], ...] = (
+    ("constant_like", constant_like),
+    ("split_to_slices", split_to_slices),
+    ("strided_slices", strided_slices),
+    ("repeat_interleave", repeat_interleave),
+    ("repeats", repeats),
+    ("layer_norm", layer_norm),
+    ("reductions", reductions),
+    ("powers", powers),
+    ("matmul_to_bmm", matmul_to_bmm),
+    ("broadcast_expand", broadcast_expand),
+    ("float_scalars", float_scalars),
+)
+
+
+def _outputs(value) -> list[torch.Tensor]:
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in _outputs(v)]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _outputs(v)]
+    return []
+
+
+def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs: Sequence[torch.Tensor],
+                          ) -> tuple[torch.export.ExportedProgram, list[dict[str, Any]]]:
+    """Run :data:`PASSES` over ``exported``, check each output-equal, and export the result again.
+
+    Args:
+        exported: A program as ``torch.export.export`` gives it (static shapes).
+        example_inputs: Inputs the output-equality check runs on (the program's example inputs).
+
+    Returns:
+        The rewritten program (``exported`` itself if no pass rewrote anything) and one record per
+        pass: ``{"pass", "rewrites", "max_abs_error", "seconds"}``.
+
+    Raises:
+        ValueError: if a pass changed the program's output beyond :data:`PASS_TOLERANCE`.
+    """
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    gm = exported.module()
+    inputs = tuple(example_inputs)
+    with torch.no_grad():
+        reference = [t.detach().clone() for t in _outputs(ShapeProp(gm).propagate(*inputs))]
+    scale = max([1.0] + [float(t.abs().max()) for t in reference if t.numel()])
+    ctx = _Context(gm, {})
+    records, changed = [], False
+    for name, fn in PASSES:
+        start = time.perf_counter()
+        rewrites = fn(ctx)
+        error = 0.0
+        if rewrites:
+            changed = True
+            gm.graph.eliminate_dead_code()
+            gm.graph.lint()
+            gm.recompile()
+            # One forward both checks this pass and gives the next one the shapes it reads.
+            with torch.no_grad():
+                after = _outputs(ShapeProp(gm).propagate(*inputs))
+            error = max((float((a - b).abs().max()) for a, b in zip(reference, after, strict=True) if a.numel()),
+                        default=0.0)
+            if not error <= PASS_TOLERANCE * scale:
+                raise ValueError(f"delegate pass '{name}' changed the program's output by {error:.3g} "
+                                 f"(tolerance {PASS_TOLERANCE * scale:.3g})")
+        records.append({"pass": name, "rewrites": rewrites, "max_abs_error": error,
+                        "seconds": round(time.perf_counter() - start, 3)})
+    if not changed:
+        return exported, records
+    return torch.export.export(gm, inputs, strict=False), records

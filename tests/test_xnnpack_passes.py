@@ -1,0 +1,176 @@
+"""The ExecuTorch target's generic XNNPACK delegate passes: output-equal, and a third-party model delegates whole.
+
+The model here is a small DnCNN-like network written the way authors write them (channel
+LayerNorm with ``mean(1)``, ``nn.LayerNorm`` on tokens, a ``chunk`` gate, ``F.normalize`` of a
+transposed attention with a 4-D ``matmul``, ``var``, ``adaptive_avg_pool2d``, ``pow``): it
+knows nothing of XNNPACK, and the target's passes alone must make it one delegate.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from edgeir.targets.xnnpack_passes import PASSES, apply_delegate_passes
+from torch import nn
+
+
+class ChannelNorm(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(1, channels, 1, 1) + 0.5)
+        self.bias = nn.Parameter(torch.randn(1, channels, 1, 1) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mu = x.mean(1, keepdim=True)
+        var = (x - mu).pow(2.0).mean(1, keepdim=True)
+        return (x - mu) / torch.sqrt(var + 1e-6) * self.weight + self.bias
+
+
+class Block(nn.Module):
+    def __init__(self, channels: int, heads: int = 2) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm = ChannelNorm(channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
+        self.gate = nn.Conv2d(channels, 2 * channels, 3, padding=1)
+        self.token_norm = nn.LayerNorm(channels)
+        self.proj = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        q, k, v = self.qkv(self.norm(x)).chunk(3, dim=1)
+        q = F.normalize(q.reshape(b, self.heads, c // self.heads, h * w), dim=-1)
+        k = F.normalize(k.reshape(b, self.heads, c // self.heads, h * w), dim=-1)
+        attn = torch.softmax((q @ k.transpose(-2, -1)) * self.temperature, dim=-1)
+        x = x + (attn @ v.reshape(b, self.heads, c // self.heads, h * w)).reshape(b, c, h, w)
+        a, g = self.gate(x).chunk(2, dim=1)
+        x = x + a * torch.sigmoid(g)
+        tokens = self.token_norm(x.flatten(2).transpose(1, 2))
+        x = tokens.transpose(1, 2).reshape(b, c, h, w)
+        stats = torch.sqrt(x.var(dim=(2, 3), keepdim=True) + 1e-6) + F.adaptive_avg_pool2d(x, 1)
+        return self.proj(x * torch.sigmoid(stats)) + x.sum(dim=1, keepdim=True) / c
+
+
+class ThirdPartyDnCNN(nn.Module):
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.body = nn.Sequential(Block(channels), Block(channels))
+        self.tail = nn.Conv2d(channels, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x - self.tail(self.body(self.head(x)))
+
+
+def _ops(exported) -> collections.Counter:
+    return collections.Counter(str(n.target) for n in exported.graph.nodes if n.op == "call_function")
+
+
+def test_passes_are_output_equal_and_remove_undelegable_forms() -> None:
+    torch.manual_seed(0)
+    model = ThirdPartyDnCNN().eval()
+    x = torch.rand(1, 3, 16, 16)
+    exported = torch.export.export(model, (x,), strict=False)
+    rewritten, records = apply_delegate_passes(exported, (x,))
+    assert [r["pass"] for r in records] == [name for name, _ in PASSES]
+    by_name = {r["pass"]: r for r in records}
+    for name in ("split_to_slices", "layer_norm", "reductions", "powers", "matmul_to_bmm", "broadcast_expand"):
+        assert by_name[name]["rewrites"] > 0, name
+    assert all(r["max_abs_error"] < 1e-4 for r in records)
+    ops = _ops(rewritten)
+    for gone in ("aten.chunk.default", "aten.layer_norm.default", "aten.var.correction", "aten.var.dim",
+                 "aten.linalg_vector_norm.default", "aten.expand_as.default", "aten.matmul.default",
+                 "aten.adaptive_avg_pool2d.default", "aten.sum.dim_IntList", "aten.pow.Tensor_Scalar"):
+        assert ops[gone] == 0, gone
+    with torch.no_grad():
+        np.testing.assert_allclose(rewritten.module()(x).numpy(), model(x).numpy(), atol=1e-5)
+
+
+def test_mean_forms() -> None:
+    """Each reduction shape gets the form XNNPACK takes, and the values stay equal."""
+
+    class Means(nn.Module):
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            t = x.flatten(2)
+            return (x.mean((2, 3)), x.mean(1, keepdim=True), t.mean(-1), t.sum(1), x.mean((1, 3)),
+                    torch.linalg.vector_norm(t, dim=-1, keepdim=True))
+
+    x = torch.randn(2, 4, 6, 5)
+    exported = torch.export.export(Means(), (x,), strict=False)
+    rewritten, records = apply_delegate_passes(exported, (x,))
+    assert {r["pass"]: r["rewrites"] for r in records}["reductions"] == 6
+    ops = _ops(rewritten)
+    assert ops["aten.sum.dim_IntList"] == 0 and ops["aten.linalg_vector_norm.default"] == 0
+    means = [n for n in rewritten.graph.nodes if n.target is torch.ops.aten.mean.dim]
+    assert all(sorted(n.args[1]) == [2, 3] and n.args[2] for n in means)
+    with torch.no_grad():
+        for a, b in zip(rewritten.module()(x), Means()(x), strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_a_pass_that_changes_the_output_is_refused(monkeypatch) -> None:
+    from edgeir.targets import xnnpack_passes
+
+    def wrong(ctx) -> int:  # a "rewrite" that doubles every convolution's output
+        n = 0
+        for node in list(ctx.gm.graph.nodes):
+            if node.target is torch.ops.aten.conv2d.default:
+                with ctx.gm.graph.inserting_after(node):
+                    doubled = ctx.gm.graph.call_function(torch.ops.aten.mul.Tensor, (node, 2.0))
+                node.replace_all_uses_with(doubled, delete_user_cb=lambda u, d=doubled: u is not d)
+                n += 1
+        return n
+
+    monkeypatch.setattr(xnnpack_passes, "PASSES", (("wrong", wrong),))
+    x = torch.rand(1, 3, 8, 8)
+    exported = torch.export.export(nn.Conv2d(3, 3, 3).eval(), (x,), strict=False)
+    with pytest.raises(ValueError, match="delegate pass 'wrong' changed"):
+        apply_delegate_passes(exported, (x,))
+
+
+@pytest.mark.target_executorch
+def test_third_party_model_is_one_xnnpack_delegate(tmp_path) -> None:
+    """Through the target, as a plugin's recipe would reach it: one subgraph, nothing outside, equal output."""
+    from edgeir.targets.executorch import PTE, TARGET, ExecuTorchRunner
+
+    from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec
+    from edgeir.target import ExportOptions
+
+    torch.manual_seed(0)
+    model = ThirdPartyDnCNN().eval()
+    shape = (1, 3, 16, 16)
+    program = Program(name="forward", module=model, inputs=(TensorSpec("image", shape),),
+                      outputs=(TensorSpec("restored", shape),))
+    recipe = ExportRecipe(programs=(program,), tile=TileSpec(size=(16, 16), overlap=4))
+    result = TARGET.export(recipe, ExportOptions(backend="xnnpack", quant="fp32"), tmp_path)
+    summary = result.details["delegation"]["forward"]
+    assert summary["delegate_subgraphs"] == 1 and summary["non_delegated_nodes"] == 0, summary
+    assert result.details["delegate_passes"]["forward"]
+    x = program.example_inputs()[0]
+    out = ExecuTorchRunner(tmp_path / PTE).run("forward", [x.numpy()])[0]
+    with torch.no_grad():
+        np.testing.assert_allclose(out, model(x).numpy(), atol=1e-4)
+
+
+def test_strided_slices_and_repeat_interleave() -> None:
+    class EvenOdd(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            even, odd = x[:, 0::2], x[:, 1::2]
+            y = torch.cat([even * odd, odd], 1).repeat_interleave(2, dim=1) + x[:, ::3].mean()
+            return y + y.repeat(1, 1, 1, 1) * y[:, :1].repeat(1, 12, 1, 1)
+
+    x = torch.randn(1, 6, 4, 5)
+    exported = torch.export.export(EvenOdd(), (x,), strict=False)
+    rewritten, records = apply_delegate_passes(exported, (x,))
+    counts = {r["pass"]: r["rewrites"] for r in records}
+    assert counts["strided_slices"] == 3 and counts["repeat_interleave"] == 1 and counts["repeats"] == 2
+    steps = [n.args[4] for n in rewritten.graph.nodes if n.target is torch.ops.aten.slice.Tensor and len(n.args) > 4]
+    assert all(step == 1 for step in steps)
+    assert _ops(rewritten)["aten.repeat_interleave.self_int"] == 0 and _ops(rewritten)["aten.repeat.default"] == 0
+    with torch.no_grad():
+        np.testing.assert_allclose(rewritten.module()(x).numpy(), EvenOdd()(x).numpy(), rtol=1e-6, atol=1e-6)
