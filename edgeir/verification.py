@@ -43,6 +43,7 @@ def verify(
     weights: str | Path | None = None,
     seed: int = 0,
     strict: bool = True,
+    runtime: str | None = None,
 ) -> VerifyReport:
     """Run the artifact and the eager reference on built-in photos and compare them.
 
@@ -56,6 +57,7 @@ def verify(
         weights: Checkpoint to rebuild the reference from when the recorded path has moved.
         seed: Seed of the degradation noise.
         strict: Raise :class:`CheckFailed` when the artifact is below its scheme's threshold.
+        runtime: One of the runtimes the target offers (``Target.runtimes``) instead of its default here.
 
     Raises:
         UsageError: if the bundle is not readable or its reference cannot be rebuilt.
@@ -74,7 +76,7 @@ def verify(
         "weights": manifest["weights"],
         "structure": target.inspect(bundle),
     }
-    runner = target.runtime(bundle)
+    runner = target.runtime(bundle) if runtime is None else target.runtime_named(bundle, runtime)
     if runner is None:
         data.update(status="not-run", reason=target.runtime_unavailable_reason(bundle))
         write_json(bundle.path / VERIFY, data)
@@ -85,6 +87,8 @@ def verify(
     recipe = spec.recipe(reference_model, _recipe_options(manifest))
     threshold = quant_schemes().get(manifest["quant"]).verify_threshold_db
     data.update(threshold_db=threshold, artifact_runtime=runner.runtime, programs={})
+    if runner.note:
+        data["artifact_runtime_note"] = runner.note
     for program_manifest in bundle.programs:
         program = recipe.program(program_manifest["name"])
         if not runs_on_photos(program_manifest, bundle.programs):
@@ -95,9 +99,14 @@ def verify(
         data["reference_device"] = str(reference.device)
         evaluate = manifest["weights"].get("source") != "random-init"
         fakequant = load_fakequant(bundle, program.name)
+        feeder = _reference_feeder(recipe, bundle.programs, reference)
         data["programs"][program.name] = _compare_on_photos(program_manifest, reference, runner, manifest["task"],
-                                                            photos, seed, threshold, evaluate,
-                                                            _reference_feeder(recipe, bundle.programs, reference))
+                                                            photos, seed, threshold, evaluate, feeder)
+        if data["programs"][program.name]["status"] == "failed":
+            divergence = _locate(target, bundle, program_manifest, program.module, feeder, manifest["task"], seed,
+                                 threshold, data["programs"][program.name])
+            if divergence is not None:
+                data["programs"][program.name]["first_divergence"] = divergence
         if fakequant is not None:
             data["programs"][program.name]["fakequant"] = _three_way(
                 program_manifest, reference, ReferenceRunner(fakequant), runner, manifest["task"], photos, seed,
@@ -125,9 +134,31 @@ def verify(
                           f"see {bundle.path / VERIFY}")
     if failed and strict:
         worst = min(data["programs"][name]["min_psnr_db"] for name in failed)
+        where = [data["programs"][name]["first_divergence"] for name in failed
+                 if data["programs"][name].get("first_divergence", {}).get("op")]
         raise CheckFailed(f"artifact differs from the reference: {worst:.1f} dB < {threshold:.0f} dB "
-                          f"(programs {', '.join(failed)}); see {bundle.path / VERIFY}")
+                          f"(programs {', '.join(failed)})"
+                          + (f"; first departing op: {where[0]['summary']}" if where else "")
+                          + f"; see {bundle.path / VERIFY}")
     return report
+
+
+def _locate(target, bundle: Bundle, program: dict[str, Any], module, feeds, task: str, seed: int, threshold: float,
+            result: dict[str, Any]) -> dict[str, Any] | None:
+    """Ask the target where the artifact departs from the eager model, on the photo where it did worst."""
+    worst = min(range(len(result["photos"])), key=lambda i: result["photos"][i]["psnr_db"])
+    _, channels, height, width = program["inputs"][photo_inputs(program)[0]]["shape"]
+    name, photo = builtin_photos(worst + 1)[worst]
+    degraded, _ = degrade(fit_to(photo, height, width), task, seed + worst)
+    batch = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None, :channels], dtype=np.float32)
+    try:
+        found = target.locate_divergence(bundle, program["name"], module, feeds(program, batch), threshold)
+    except Exception as exc:  # the search is a diagnosis: its failure must not hide the verdict
+        log.warning("could not locate where %s departs from the reference: %s", program["name"], exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if found is not None:
+        found["photo"] = name
+    return found
 
 
 def _recipe_options(manifest: dict[str, Any]) -> RecipeOptions:
