@@ -103,8 +103,8 @@ def verify(
         data["programs"][program.name] = _compare_on_photos(program_manifest, reference, runner, manifest["task"],
                                                             photos, seed, threshold, evaluate, feeder)
         if data["programs"][program.name]["status"] == "failed":
-            divergence = _locate(target, bundle, program_manifest, program.module, feeder, manifest["task"], seed,
-                                 threshold, data["programs"][program.name])
+            divergence = _locate(target, bundle, program_manifest, _lowered_module(recipe, program.name, manifest),
+                                 feeder, manifest["task"], seed, threshold, data["programs"][program.name])
             if divergence is not None:
                 data["programs"][program.name]["first_divergence"] = divergence
         if fakequant is not None:
@@ -141,6 +141,14 @@ def verify(
                           + (f"; first departing op: {where[0]['summary']}" if where else "")
                           + f"; see {bundle.path / VERIFY}")
     return report
+
+
+def _lowered_module(recipe, name: str, manifest: dict[str, Any]):
+    """The module of program ``name`` after the export's rewrites for the bundle's backend: what was converted."""
+    from edgeir.pipeline import apply_rewrites
+
+    lowered, _ = apply_rewrites(recipe, manifest["backend"])
+    return lowered.program(name).module
 
 
 def _locate(target, bundle: Bundle, program: dict[str, Any], module, feeds, task: str, seed: int, threshold: float,
