@@ -163,9 +163,13 @@ class FunctionIO:
 class MILProgram:
     """A saved ML Program, ready to interpret: ``run(function, feeds) -> {output name: tensor}``."""
 
-    def __init__(self, package: str | Path, device: torch.device | str | None = None) -> None:
-        self.package = Path(package)
-        self.program = load_program(package)
+    def __init__(self, package, device: torch.device | str | None = None) -> None:
+        """``package``: an ``.mlpackage`` path, or a pymil Program already in memory (tests build them)."""
+        if isinstance(package, (str, Path)):
+            self.package: Path | None = Path(package)
+            self.program = load_program(package)
+        else:
+            self.package, self.program = None, package
         if device is None:
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
