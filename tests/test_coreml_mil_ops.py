@@ -298,3 +298,8 @@ def test_an_op_without_a_kernel_is_named_not_guessed():
 
     with pytest.raises(NotInterpreted, match="op `topk` is not interpreted"):
         interpreter.run("main", {"x": np.zeros(4, F)})
+
+
+def test_fill_like_takes_the_reference_shape():
+    out = run_one(lambda v: mb.fill_like(ref_tensor=v, value=F(2.5)), np.zeros((2, 3), F), opset=IOS16)
+    np.testing.assert_array_equal(out, np.full((2, 3), 2.5))

@@ -1,5 +1,5 @@
 """Shape and data-movement ops: reshape, transpose, concat, split, slicing, tile, squeeze, expand_dims,
-gathers, pixel (un)shuffle, pad, fill, shape, range_1d, band_part, cumsum, stack, identity.
+gathers, pixel (un)shuffle, pad, fill, fill_like, shape, range_1d, band_part, cumsum, stack, identity.
 
 Definitions followed: ``mil/ops/defs/iOS15/tensor_transformation.py`` and ``iOS15/tensor_operation.py``,
 ``iOS15/scatter_gather.py``, with the iOS 17 versions (``iOS17/tensor_transformation.py``: ``reshape``
@@ -273,3 +273,11 @@ def reverse(a):
     x = a.tensor("x")
     axes = a.ints("axes")
     return x.flip(list(range(x.dim())) if axes is None else axes)
+
+
+@kernel("fill_like")
+def fill_like(a):
+    """A tensor of ``ref_tensor``'s shape filled with ``value`` (default 0) (iOS16/tensor_operation.py,
+    ``fill_like``)."""
+    ref = a.tensor("ref_tensor")
+    return torch.full(tuple(ref.shape), float(a.value("value", 0.0)), device=a.device)
