@@ -57,7 +57,7 @@ def test_every_method_verifies_numerically(method, quant, tmp_path):
 
 @pytest.mark.parametrize("quant", ["int8", "w4"])
 def test_anyir_quantized_packages_verify_numerically(quant, tmp_path):
-    bundle = _export("anyir", quant, tmp_path)
+    bundle = _export("anyir", quant, tmp_path, input_size=(32, 32))
     report = edgeir.verify(bundle.path, photos=1, runtime="mil")
     _assert_numeric(report, quant)
     ops = report.data["structure"]["functions"]["main"]["op_counts"]
