@@ -49,9 +49,10 @@ def isa_flags() -> str:
 
 
 def time_interpreter(args) -> dict:
+    from edgeir.targets.coreml.runtime import MILRunner
+
     import edgeir
     from edgeir.reference import ReferenceRunner
-    from edgeir.targets.coreml.runtime import MILRunner
     from edgeir.verification import reference_program
 
     torch.set_num_threads(args.threads)

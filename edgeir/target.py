@@ -55,8 +55,9 @@ class Runner(ABC):
     # What a reader of the figures must know about this runtime (an interpreter, not the device's kernels).
     note: str = ""
 
-    def say_slow_once(self) -> None:
+    def say_slow_once(self) -> None:  # noqa: B027  (optional hook: most runtimes have nothing to say)
         """Tell the user once (stderr) that this runtime is slow, where it is (an interpreter); default silent."""
+        return None
 
     @abstractmethod
     def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:

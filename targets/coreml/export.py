@@ -180,7 +180,8 @@ class CoreMLTarget(Target):
             return self._mil_runner(bundle)
         if name == "coreml":
             if platform.system() != "Darwin":
-                self._unavailable[str(bundle.path)] = f"Core ML predictions need macOS; this host runs {platform.system()}"
+                self._unavailable[str(bundle.path)] = ("Core ML predictions need macOS; this host runs "
+                                                       f"{platform.system()}")
                 return None
             return CoreMLRunner(bundle.path / PACKAGE, bundle.programs)
         return super().runtime_named(bundle, name)

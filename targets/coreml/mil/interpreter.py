@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import torch
-
 from edgeir.targets.coreml.mil.ops import KERNELS
 
 WEIGHTS_DIR = "Data/com.apple.CoreML/weights"

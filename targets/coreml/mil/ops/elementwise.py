@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from edgeir.targets.coreml.mil.ops import kernel
 
 _BINARY = {
@@ -167,7 +166,8 @@ def prelu(a):
 
 @kernel("clamped_relu")
 def clamped_relu(a):
-    """``min(max(x, 0), beta)`` for ``x >= 0``, ``min(alpha * x, beta)`` else (iOS15/activation.py, ``clamped_relu``)."""
+    """``min(max(x, 0), beta)`` for ``x >= 0``, ``min(alpha * x, beta)`` else (iOS15/activation.py,
+    ``clamped_relu``)."""
     x, alpha, beta = a.tensor("x"), a.tensor("alpha"), a.tensor("beta")
     return torch.minimum(torch.where(x >= 0, x, alpha * x), beta)
 

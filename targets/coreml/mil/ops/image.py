@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import torch
-
 from edgeir.targets.coreml.mil.ops import kernel
 
 
@@ -63,7 +62,7 @@ def upsample_bilinear(a):
     if align:
         return _bilinear(x, out_h, out_w, "STRICT_ALIGN_CORNERS")
     grids = []
-    for size_in, size_out, scale in ((x.shape[-2], out_h, sh), (x.shape[-1], out_w, sw)):
+    for size_out, scale in ((out_h, sh), (out_w, sw)):
         i = torch.arange(size_out, dtype=torch.float64, device=x.device)
         grids.append((i + 0.5) / scale - 0.5 if half else i / scale)
     y = _lerp_axis(x, x.dim() - 2, grids[0])
@@ -81,8 +80,9 @@ def resize_bilinear(a):
 
 
 def _nearest(x: torch.Tensor, out_h: int, out_w: int, scale_h: float, scale_w: float) -> torch.Tensor:
-    rows = (torch.arange(out_h, device=x.device, dtype=torch.float64) / scale_h).floor().long().clamp(max=x.shape[-2] - 1)
-    cols = (torch.arange(out_w, device=x.device, dtype=torch.float64) / scale_w).floor().long().clamp(max=x.shape[-1] - 1)
+    rows = (torch.arange(out_h, device=x.device, dtype=torch.float64) / scale_h).floor().long()
+    cols = (torch.arange(out_w, device=x.device, dtype=torch.float64) / scale_w).floor().long()
+    rows, cols = rows.clamp(max=x.shape[-2] - 1), cols.clamp(max=x.shape[-1] - 1)
     return x.index_select(x.dim() - 2, rows).index_select(x.dim() - 1, cols)
 
 

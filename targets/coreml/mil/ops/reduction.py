@@ -7,7 +7,6 @@ iOS 17 changes only the accepted dtypes.
 from __future__ import annotations
 
 import torch
-
 from edgeir.targets.coreml.mil.ops import kernel
 
 
