@@ -197,8 +197,8 @@ class CoreMLTarget(Target):
             return None
 
     def locate_divergence(self, bundle, program: str, module, inputs, threshold_db: float):
-        """The first MIL op whose output departs from the eager model's intermediate (see
-        :mod:`edgeir.targets.coreml.mil.locate`); None where the package is run by Core ML itself."""
+        """The first MIL op whose output departs from the eager model's intermediate, found by interpreting
+        the package with edgeir-mil (see :mod:`edgeir.targets.coreml.mil.locate`), on macOS too."""
         from edgeir.targets.coreml.mil.locate import locate
 
         return locate(bundle.path / PACKAGE, program, bundle.programs, module, inputs, threshold_db)
