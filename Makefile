@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine:
-#   make demo   installs edgeir into .venv and exports AnyIR to Core ML (the main job)
+#   make demo   installs edgeir into .venv, exports AnyIR to Core ML (the main job) and verifies the package
+#               numerically (on Linux through edgeir's MIL interpreter)
 #   make test   installs edgeir into .venv and runs the test suite
 PYTHON ?= python3
 VENV ?= .venv
@@ -18,8 +19,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+DEMO_BUNDLE := artifacts/anyir-paper-allinone3-coreml-fp16
+
 demo: install
-	$(VENV)/bin/edgeir export anyir --target coreml
+	$(VENV)/bin/edgeir export anyir --target coreml -o artifacts
+	$(VENV)/bin/edgeir verify $(DEMO_BUNDLE)
 
 test: install
 	$(PY) -m pytest -q --durations=15

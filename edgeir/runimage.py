@@ -115,6 +115,7 @@ def _open(bundle: str | Path | Bundle, program: str | None, adaptive: float | No
     runner = target.runtime(bundle)
     if runner is None:
         raise UsageError(f"cannot run a {bundle.target} artifact here: {target.runtime_unavailable_reason(bundle)}")
+    runner.say_slow_once()  # an interpreted runtime says so, once
 
     def run(name: str, inputs: list[np.ndarray]) -> np.ndarray:
         return runner.run(name, inputs)[0]

@@ -52,6 +52,12 @@ class Runner(ABC):
     """Runs the programs of an exported artifact on this host."""
 
     runtime: str = ""
+    # What a reader of the figures must know about this runtime (an interpreter, not the device's kernels).
+    note: str = ""
+
+    def say_slow_once(self) -> None:  # noqa: B027  (optional hook: most runtimes have nothing to say)
+        """Tell the user once (stderr) that this runtime is slow, where it is (an interpreter); default silent."""
+        return None
 
     @abstractmethod
     def run(self, program: str, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -99,6 +105,7 @@ class Target(ABC):
     quant_schemes: tuple[str, ...] = ("fp32",)
     default_quant: str = "fp32"
     dynamic_shapes: bool = False
+    runtimes: tuple[str, ...] = ()  # runtimes ``runtime_named`` offers besides the default
 
     @property
     def default_backend(self) -> str:
@@ -116,6 +123,23 @@ class Target(ABC):
     @abstractmethod
     def runtime(self, bundle: Bundle) -> Runner | None:
         """A runner for the bundle's artifact, or None where this host cannot run the format."""
+
+    def runtime_named(self, bundle: Bundle, name: str) -> Runner | None:
+        """The runner of runtime ``name`` (one of :attr:`runtimes`), or None where it cannot run here.
+
+        Raises:
+            UsageError: if the target has no runtime of that name.
+        """
+        from edgeir.errors import UsageError
+
+        raise UsageError(f"target {self.name} offers no runtime '{name}'"
+                         + (f" (it offers: {', '.join(self.runtimes)})" if self.runtimes else ""))
+
+    def locate_divergence(self, bundle: Bundle, program: str, module: Any, inputs: Sequence[np.ndarray],
+                          threshold_db: float) -> dict[str, Any] | None:
+        """Where a failing artifact departs from the eager ``module`` on ``inputs``: the first operation whose
+        output is below ``threshold_db`` against the eager intermediate. None where the target cannot tell."""
+        return None
 
     def profile_runner(self, bundle: Bundle, threads: int) -> ProfileRunner | None:
         """A runner for timing the artifact with ``threads`` threads (0: the runtime's default).

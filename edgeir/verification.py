@@ -45,6 +45,7 @@ def verify(
     seed: int = 0,
     strict: bool = True,
     trust_key: str | Path | None = None,
+    runtime: str | None = None,
 ) -> VerifyReport:
     """Run the artifact and the eager reference on built-in photos and compare them.
 
@@ -59,6 +60,7 @@ def verify(
         seed: Seed of the degradation noise.
         strict: Raise :class:`CheckFailed` when the artifact is below its scheme's threshold.
         trust_key: ed25519 public key (PEM) the bundle must be signed with.
+        runtime: One of the runtimes the target offers (``Target.runtimes``) instead of its default here.
 
     Verify writes ``verify.json`` only, never the manifest (whose digest must stay valid); it records
     the artifact digest it measured, which ``gate`` compares with the bundle's.
@@ -80,7 +82,7 @@ def verify(
         "weights": manifest["weights"],
         "structure": target.inspect(bundle),
     }
-    runner = target.runtime(bundle)
+    runner = target.runtime(bundle) if runtime is None else target.runtime_named(bundle, runtime)
     if runner is None:
         data.update(status="not-run", reason=target.runtime_unavailable_reason(bundle))
         write_json(bundle.path / VERIFY, data)
@@ -91,6 +93,8 @@ def verify(
     recipe = spec.recipe(reference_model, _recipe_options(manifest))
     threshold = quant_schemes().get(manifest["quant"]).verify_threshold_db
     data.update(threshold_db=threshold, artifact_runtime=runner.runtime, programs={})
+    if runner.note:
+        data["artifact_runtime_note"] = runner.note
     for program_manifest in bundle.programs:
         program = recipe.program(program_manifest["name"])
         if not runs_on_photos(program_manifest, bundle.programs):
@@ -101,9 +105,14 @@ def verify(
         data["reference_device"] = str(reference.device)
         evaluate = manifest["weights"].get("source") != "random-init"
         fakequant = load_fakequant(bundle, program.name)
+        feeder = _reference_feeder(recipe, bundle.programs, reference)
         data["programs"][program.name] = _compare_on_photos(program_manifest, reference, runner, manifest["task"],
-                                                            photos, seed, threshold, evaluate,
-                                                            _reference_feeder(recipe, bundle.programs, reference))
+                                                            photos, seed, threshold, evaluate, feeder)
+        if data["programs"][program.name]["status"] == "failed":
+            divergence = _locate(target, bundle, program_manifest, _lowered_module(recipe, program.name, manifest),
+                                 feeder, manifest["task"], seed, threshold, data["programs"][program.name])
+            if divergence is not None:
+                data["programs"][program.name]["first_divergence"] = divergence
         if fakequant is not None:
             data["programs"][program.name]["fakequant"] = _three_way(
                 program_manifest, reference, ReferenceRunner(fakequant), runner, manifest["task"], photos, seed,
@@ -131,9 +140,39 @@ def verify(
                           f"see {bundle.path / VERIFY}")
     if failed and strict:
         worst = min(data["programs"][name]["min_psnr_db"] for name in failed)
+        where = [data["programs"][name]["first_divergence"] for name in failed
+                 if data["programs"][name].get("first_divergence", {}).get("op")]
         raise CheckFailed(f"artifact differs from the reference: {worst:.1f} dB < {threshold:.0f} dB "
-                          f"(programs {', '.join(failed)}); see {bundle.path / VERIFY}")
+                          f"(programs {', '.join(failed)})"
+                          + (f"; first departing op: {where[0]['summary']}" if where else "")
+                          + f"; see {bundle.path / VERIFY}")
     return report
+
+
+def _lowered_module(recipe, name: str, manifest: dict[str, Any]):
+    """The module of program ``name`` after the export's rewrites for the bundle's backend: what was converted."""
+    from edgeir.pipeline import apply_rewrites
+
+    lowered, _ = apply_rewrites(recipe, manifest["backend"])
+    return lowered.program(name).module
+
+
+def _locate(target, bundle: Bundle, program: dict[str, Any], module, feeds, task: str, seed: int, threshold: float,
+            result: dict[str, Any]) -> dict[str, Any] | None:
+    """Ask the target where the artifact departs from the eager model, on the photo where it did worst."""
+    worst = min(range(len(result["photos"])), key=lambda i: result["photos"][i]["psnr_db"])
+    _, channels, height, width = program["inputs"][photo_inputs(program)[0]]["shape"]
+    name, photo = builtin_photos(worst + 1)[worst]
+    degraded, _ = degrade(fit_to(photo, height, width), task, seed + worst)
+    batch = np.ascontiguousarray(degraded.transpose(2, 0, 1)[None, :channels], dtype=np.float32)
+    try:
+        found = target.locate_divergence(bundle, program["name"], module, feeds(program, batch), threshold)
+    except Exception as exc:  # the search is a diagnosis: its failure must not hide the verdict
+        log.warning("could not locate where %s departs from the reference: %s", program["name"], exc)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    if found is not None:
+        found["photo"] = name
+    return found
 
 
 def _recipe_options(manifest: dict[str, Any]) -> RecipeOptions:

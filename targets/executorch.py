@@ -222,12 +222,16 @@ def coreml_partitioner(quant: str):
 class ExecuTorchTarget(Target):
     name = "executorch"
     summary = ("ExecuTorch .pte: XNNPACK delegate (default; fp32, int8) and portable kernels (fp32) run here; "
-               "Core ML delegate (--backend coreml; fp32, fp16, int8) runs only on Apple devices")
+               "Core ML delegate (--backend coreml; fp32, fp16, int8) runs on Apple devices, elsewhere through "
+               "edgeir-mil on its payload when each method is one delegate call")
     backends = ("xnnpack", "portable", "coreml")
     quant_schemes = ("fp32", "fp16", "int8")
     default_quant = "fp32"
     #: Schemes per backend: fp16 only through the Core ML delegate; int8 needs a quantizer for the delegate.
     backend_schemes = {"xnnpack": ("fp32", "int8"), "portable": ("fp32",), "coreml": ("fp32", "fp16", "int8")}
+
+    def __init__(self) -> None:
+        self._payload_reasons: dict[str, str] = {}  # bundle path -> why edgeir-mil cannot run its payloads
 
     def quant_engine(self, options: ExportOptions):
         offered = self.backend_schemes.get(options.backend, ())
@@ -296,9 +300,19 @@ class ExecuTorchTarget(Target):
         return ExportResult(files=[PTE], details=details)
 
     def runtime(self, bundle) -> Runner | None:
-        if self.runtime_unavailable_reason(bundle):
+        """ExecuTorch's runtime; for a Core ML-delegated ``.pte`` on a runtime without ``CoreMLBackend``,
+        edgeir-mil on the delegate payloads where each method is one delegate call
+        (:mod:`edgeir.targets.coreml.delegate`), else None."""
+        if not self.runtime_unavailable_reason(bundle):
+            return ExecuTorchRunner(bundle.path / PTE)
+        from edgeir.targets.coreml.delegate import DelegatePayloadRunner, NotSound
+        from edgeir.targets.coreml.mil import NotInterpreted
+
+        try:
+            return DelegatePayloadRunner(bundle.path / PTE)
+        except (NotSound, NotInterpreted) as exc:
+            self._payload_reasons[str(bundle.path)] = str(exc)
             return None
-        return ExecuTorchRunner(bundle.path / PTE)
 
     def profile_runner(self, bundle, threads: int) -> ProfileRunner | None:
         if self.runtime_unavailable_reason(bundle):
@@ -315,9 +329,11 @@ class ExecuTorchTarget(Target):
             return ""
         if _has_backend(COREML_BACKEND_ID):
             return ""
-        return ("the ExecuTorch Core ML delegate runs only on Apple devices (iOS, macOS): this host's ExecuTorch "
-                f"runtime has no {COREML_BACKEND_ID} registered, so a .pte lowered with --backend coreml was "
-                "checked structurally only (methods, delegates), not run")
+        reason = ("the ExecuTorch Core ML delegate runs only on Apple devices (iOS, macOS): this host's ExecuTorch "
+                  f"runtime has no {COREML_BACKEND_ID} registered, so a .pte lowered with --backend coreml was "
+                  "checked structurally only (methods, delegates), not run")
+        why = self._payload_reasons.get(str(bundle.path)) if bundle is not None else None
+        return reason + (f"; edgeir-mil cannot stand in for it: {why}" if why else "")
 
     def inspect(self, bundle) -> dict[str, Any]:
         from executorch.runtime import Runtime

@@ -1,4 +1,5 @@
-"""ExecuTorch with the Core ML delegate (--backend coreml): a .pte this host writes but cannot run."""
+"""ExecuTorch with the Core ML delegate (--backend coreml): a .pte this host writes, and verifies through edgeir-mil
+when each method is one Core ML delegate call (the payload is then what the method computes)."""
 
 from __future__ import annotations
 
@@ -42,13 +43,29 @@ def test_fp32_pte_holds_a_coreml_delegate(coreml_pte):
     structure = target.inspect(bundle)  # read back from the .pte
     assert structure["methods"] == ["forward"] and structure["delegates"] == ["CoreMLBackend"]
     assert structure["coreml_delegates"]["forward"]["op_counts"].get("conv", 0) >= 1
-    if target.runtime(bundle) is None:  # no CoreMLBackend in this runtime (every non-Apple host)
-        check = bundle.manifest["export_check"]
-        assert check["status"] == "not-run" and "CoreMLBackend" in check["reason"] and "Apple" in check["reason"]
+    from edgeir.targets.executorch import _has_backend
+
+    if not _has_backend("CoreMLBackend"):  # every non-Apple host: the payload runs through edgeir-mil
         assert target.profile_runner(bundle, 1) is None
         assert "Apple" in target.runtime_unavailable_reason(bundle)
+        check = bundle.manifest["export_check"]
+        assert check["status"] == "passed" and check["runtime"].startswith("edgeir-mil")
         report = edgeir.verify(bundle.path, photos=1)
-        assert report.status == "not-run" and "CoreMLBackend" in report.reason
+        assert report.status == "passed" and report.data["artifact_runtime"].startswith("edgeir-mil")
+        assert "delegate call" in report.data["artifact_runtime_note"]
+        assert min(p["min_psnr_db"] for p in report.data["programs"].values()) >= 60
+
+
+@pytest.mark.target_executorch
+def test_a_pte_with_operators_outside_the_delegate_says_why_it_is_not_interpreted(tmp_path):
+    """Only a method that is one delegate call may stand for its payload; anything else is refused, in words."""
+    from pathlib import Path
+
+    from edgeir.targets.coreml.delegate import why_not
+
+    pte = next(Path(edgeir.export("anyir", "executorch", backend="portable", variant="tiny", input_size=SIZE,
+                                  weights="random", output=tmp_path).path).glob("*.pte"))
+    assert "0 delegate call(s)" in why_not(pte) and "ExecuTorch operator" in why_not(pte)
 
 
 @pytest.mark.target_executorch

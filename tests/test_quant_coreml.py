@@ -88,12 +88,10 @@ def test_coreml_int8_package_holds_quantized_ops(coreml_int8, qat_steps):
 
 
 @pytest.mark.target_coreml
-def test_coreml_int8_verify_says_why_it_is_not_run(coreml_int8):
+def test_coreml_int8_verifies_numerically_off_macos(coreml_int8):
+    """On Linux the int8 package runs through edgeir-mil: numbers, and the fake-quant comparison."""
     bundle = coreml_int8(0)
-    if TARGET.runtime(bundle) is not None:
-        pytest.skip("this host runs Core ML")
-    assert bundle.manifest["export_check"]["status"] == "not-run"
-    assert "macOS" in bundle.manifest["export_check"]["reason"]
-    report = edgeir.verify(bundle.path, photos=1)
-    assert report.status == "not-run" and "macOS" in report.data["reason"]
+    report = edgeir.verify(bundle.path, photos=1, runtime="mil")
+    assert report.status == "passed" and report.data["artifact_runtime"].startswith("edgeir-mil")
     assert "quantize" in report.data["structure"]["functions"]["main"]["op_counts"]
+    assert report.data["programs"]["forward"]["fakequant"]["status"] == "passed"

@@ -31,7 +31,8 @@ def handle(args: argparse.Namespace) -> int:
         available = target.availability()
         catalog["targets"][name] = {"summary": target.summary, "backends": list(target.backends),
                                     "quant": list(target.quant_schemes), "default_quant": target.default_quant,
-                                    "available": available.ok, "reason": available.reason}
+                                    "available": available.ok, "reason": available.reason,
+                                    "runtimes": list(getattr(target, "runtimes", ()))}
     for name in quant_schemes().registry.names():
         catalog["quant"][name] = quant_schemes().registry.get(name).summary
     for discovered in (methods(), targets(), quant_schemes()):
@@ -53,7 +54,8 @@ def handle(args: argparse.Namespace) -> int:
         state = "" if info["available"] else f"  [unavailable: {info['reason']}]"
         print(f"  {name:<{width}} {info['summary']}{state}")
         print(f"  {'':<{width}} backends: {', '.join(info['backends'])}; quant: {', '.join(info['quant'])} "
-              f"(default {info['default_quant']})")
+              f"(default {info['default_quant']})"
+              + (f"; verify --runtime: {', '.join(info['runtimes'])}" if info["runtimes"] else ""))
     print("Quantization schemes:")
     for name, summary in catalog["quant"].items():
         print(f"  {name:<{width}} {summary}")

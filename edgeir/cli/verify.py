@@ -17,13 +17,17 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--photos", type=int, default=4, help="number of built-in photos (default 4)")
     parser.add_argument("--weights", default=None, help="checkpoint, if the one recorded in the manifest moved")
     parser.add_argument("--trust-key", default=None, metavar="PEM", help=TRUST_KEY_HELP)
+    parser.add_argument("--runtime", default=None,
+                        help="run the artifact in this runtime of its target instead of the host's default "
+                             "(the runtimes a target offers are listed by 'edgeir list')")
     parser.set_defaults(handler=handle)
 
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.verification import verify
 
-    report = verify(args.bundle, photos=args.photos, weights=args.weights, trust_key=args.trust_key)
+    report = verify(args.bundle, photos=args.photos, weights=args.weights, trust_key=args.trust_key,
+                    runtime=args.runtime)
     if args.quiet:
         return 0
     data = report.data
@@ -33,12 +37,16 @@ def handle(args: argparse.Namespace) -> int:
         return 0
     print(f"{report.bundle.name}: {report.status} (threshold {data['threshold_db']:.0f} dB; "
           f"reference on {data.get('reference_device', '?')}, artifact in {data['artifact_runtime']})")
+    if data.get("artifact_runtime_note"):
+        print(f"  runtime: {data['artifact_runtime_note']}")
     for name, result in data["programs"].items():
         if result["status"] == "not-run":
             print(f"  {name}: not run ({result['reason']})")
             continue
         print(f"  {name}: min {result['min_psnr_db']:.1f} dB, mean {result['mean_psnr_db']:.1f} dB, "
               f"max abs err {result['max_abs_err']:.2e} over {len(result['photos'])} photos")
+        if result.get("first_divergence", {}).get("summary"):
+            print(f"  {name}: first departing op: {result['first_divergence']['summary']}")
         fake = result.get("fakequant")
         if fake:
             print(f"  {name}: three-way (min over photos): artifact vs float "

@@ -6,8 +6,11 @@ quantize/dequantize pairs become Core ML ``quantize``/``dequantize`` ops and int
 ``constexpr_affine_dequantize`` weights, and what stays float computes in float16; ``int8-weights``
 and ``w4``, weight compression of the converted program (engine ``coremltools-optimize``).
 
-Core ML runs only on Apple platforms. On other hosts the package is checked structurally (its
-inputs, outputs and operations) and verification says in words that numbers need macOS.
+Core ML runs only on Apple platforms. On other hosts (or on a Mac with ``--runtime mil``) the saved
+package is run by edgeir's own interpreter of its ML Program (:mod:`edgeir.targets.coreml.mil`,
+runtime ``edgeir-mil``): the numbers check the conversion and the program's arithmetic, not Apple's
+kernels or the Neural Engine. A package holding an op the interpreter has no kernel for is not run,
+and the reason names the op.
 """
 
 from __future__ import annotations
@@ -65,10 +68,15 @@ class CoreMLProfileRunner(CoreMLRunner, ProfileRunner):
 
 class CoreMLTarget(Target):
     name = "coreml"
-    summary = "Core ML ML Program .mlpackage (iOS 17+, fp16 default); runs only on macOS"
+    summary = ("Core ML ML Program .mlpackage (iOS 17+, fp16 default); runs in Core ML on macOS, elsewhere "
+               "through edgeir's MIL interpreter (edgeir-mil)")
+    runtimes = ("coreml", "mil")
     backends = ("mlprogram",)
     quant_schemes = ("fp16", "fp32", "int8", "int8-weights", "w4")
     default_quant = "fp16"
+
+    def __init__(self) -> None:
+        self._unavailable: dict[str, str] = {}  # bundle path -> why it does not run here
 
     def quant_engine(self, options: ExportOptions):
         if options.quant == "int8":
@@ -160,9 +168,40 @@ class CoreMLTarget(Target):
         return compression
 
     def runtime(self, bundle) -> Runner | None:
-        if platform.system() != "Darwin":
+        """Core ML on macOS; elsewhere edgeir's MIL interpreter, or None when the package holds an op it
+        does not interpret (:meth:`runtime_unavailable_reason` names it)."""
+        if platform.system() == "Darwin":
+            return CoreMLRunner(bundle.path / PACKAGE, bundle.programs)
+        return self._mil_runner(bundle)
+
+    def runtime_named(self, bundle, name: str) -> Runner | None:
+        """``coreml`` (Core ML itself, macOS only) or ``mil`` (edgeir's interpreter, any host)."""
+        if name == "mil":
+            return self._mil_runner(bundle)
+        if name == "coreml":
+            if platform.system() != "Darwin":
+                self._unavailable[str(bundle.path)] = ("Core ML predictions need macOS; this host runs "
+                                                       f"{platform.system()}")
+                return None
+            return CoreMLRunner(bundle.path / PACKAGE, bundle.programs)
+        return super().runtime_named(bundle, name)
+
+    def _mil_runner(self, bundle) -> Runner | None:
+        from edgeir.targets.coreml.mil import NotInterpreted
+        from edgeir.targets.coreml.runtime import MILRunner
+
+        try:
+            return MILRunner(bundle.path / PACKAGE, bundle.programs)
+        except NotInterpreted as exc:
+            self._unavailable[str(bundle.path)] = str(exc)
             return None
-        return CoreMLRunner(bundle.path / PACKAGE, bundle.programs)
+
+    def locate_divergence(self, bundle, program: str, module, inputs, threshold_db: float):
+        """The first MIL op whose output departs from the eager model's intermediate, found by interpreting
+        the package with edgeir-mil (see :mod:`edgeir.targets.coreml.mil.locate`), on macOS too."""
+        from edgeir.targets.coreml.mil.locate import locate
+
+        return locate(bundle.path / PACKAGE, program, bundle.programs, module, inputs, threshold_db)
 
     def profile_runner(self, bundle, threads: int) -> ProfileRunner | None:
         if platform.system() != "Darwin":
@@ -170,10 +209,14 @@ class CoreMLTarget(Target):
         return CoreMLProfileRunner(bundle.path / PACKAGE, bundle.programs)
 
     def runtime_unavailable_reason(self, bundle=None) -> str:
+        if bundle is not None and str(bundle.path) in self._unavailable:
+            return self._unavailable[str(bundle.path)]
         if platform.system() == "Darwin":
             return ""
-        return (f"Core ML predictions need macOS; this host runs {platform.system()}, so the package was "
-                "checked structurally only (inputs, outputs, operations), not numerically")
+        # Reached for timing (profile_runner): edgeir-mil gives numbers, not Core ML's speed.
+        return (f"Core ML predictions need macOS; this host runs {platform.system()}. edgeir's MIL interpreter "
+                "checks the package's numbers (verify, run), but an interpreter's speed says nothing about "
+                "Core ML's, so it is not timed")
 
     def inspect(self, bundle) -> dict[str, Any]:
         """Inputs, outputs and MIL operation counts per function, read from the saved package."""
