@@ -129,14 +129,14 @@ def main() -> None:
     thresholds = tuple(float(t) for t in args.thresholds.split(","))
     drivers = {"eager": adaptive.EagerStages(model)}
     if args.executorch:
-        from edgeir.discovery import targets
-
         from edgeir.bundle import Bundle
+        from edgeir.discovery import targets
 
         bundle = Bundle.open(args.bundle) if args.bundle else edgeir.export(
             "flexir", "executorch", variant=args.variant, task=args.task, weights=str(weights),
             output=out / "adaptive", input_size=size, exits="all")
-        if (args.rule == adaptive.DEFAULT_RULE and adaptive.bundle_rule(bundle.manifest) != rule) or adaptive.StageCosts.from_manifest(bundle.manifest) != costs:
+        rule_differs = args.rule == adaptive.DEFAULT_RULE and adaptive.bundle_rule(bundle.manifest) != rule
+        if rule_differs or adaptive.StageCosts.from_manifest(bundle.manifest) != costs:
             raise SystemExit("the exported bundle's stopping rule or stage costs differ from the eager model's")
         drivers["executorch"] = targets().get("executorch").runtime(bundle)
 

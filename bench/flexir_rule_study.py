@@ -46,10 +46,10 @@ def region_facts(driver, crop: np.ndarray, groups: int) -> dict:
 def collect(args: argparse.Namespace) -> Path:
     import torch
     from edgeir.plugins.flexir import adaptive
-    from edgeir.tiling import plan_tiles, restore_tiled
 
     import edgeir
     from edgeir.photos import builtin_photos, degrade, fit_to
+    from edgeir.tiling import plan_tiles, restore_tiled
 
     torch.set_num_threads(args.threads)
     model = edgeir.build_model("flexir", variant=args.variant, task=args.task, weights=args.weights)
@@ -97,7 +97,8 @@ def collect(args: argparse.Namespace) -> Path:
             noisy = np.clip(im + rng.normal(0, 25, im.shape), 0, 255).round().astype(np.uint8)
             plan = plan_tiles(256, 256, (r, r), overlap, model.config.window, 1)
             tiles: list[np.ndarray] = []
-            restore_tiled(noisy, lambda b: tiles.append(b) or b, (r, r), overlap, model.config.window)
+            restore_tiled(noisy, lambda b, tiles=tiles: tiles.append(b) or b, (r, r), overlap,
+                          model.config.window)
             positions = [(top, left) for top in plan.rows for left in plan.cols]
             for i, (tile, (top, left)) in enumerate(zip(tiles, positions, strict=True)):
                 clean = im[top:top + r, left:left + r].transpose(2, 0, 1) / 255.0
@@ -181,6 +182,7 @@ def judge(data, set_name, outs, macs, full_macs, r):
     values = []
     if set_name == "check":
         import skimage.data as skd
+
         from edgeir.tiling import restore_tiled
 
         rng = np.random.default_rng(7)

@@ -163,21 +163,36 @@ def check_manifest(path: Path, manifest: dict[str, Any], *, trust_key: str | Pat
         raise IntegrityError(f"bundle {name} was modified after export: sha256 differs for {', '.join(changed)}")
     if trust_key is not None:
         _check_signature(name, manifest, recorded, trust_key)
+    elif manifest.get(SIGNATURE_FIELD) is not None:
+        _check_signature(name, manifest, recorded, None)
     return artifact_digest(files)
 
 
-def _check_signature(name: str, manifest: dict[str, Any], digest: str, trust_key: str | Path) -> None:
+def _check_signature(name: str, manifest: dict[str, Any], digest: str, trust_key: str | Path | None) -> None:
+    """The signature over ``digest`` verifies with ``trust_key``, or, without one, with the public key the
+    signature names: a signed bundle whose signature was edited is refused even where no key is trusted
+    (only ``trust_key`` tells who signed it)."""
     from cryptography.exceptions import InvalidSignature
 
-    key = load_public_key(trust_key)
     signature = manifest.get(SIGNATURE_FIELD)
     if not isinstance(signature, dict) or "value" not in signature:
+        if trust_key is None:
+            raise IntegrityError(f"bundle {name}: manifest.json has a malformed 'signature' entry")
         raise IntegrityError(f"bundle {name} is not signed, and --trust-key asks for a signature by {trust_key}")
     if signature.get("algorithm") != SIGNATURE_ALGORITHM:
         raise IntegrityError(f"bundle {name} is signed with {signature.get('algorithm')!r}, not {SIGNATURE_ALGORITHM}")
     try:
+        if trust_key is not None:
+            key = load_public_key(trust_key)
+        else:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+            key = Ed25519PublicKey.from_public_bytes(bytes.fromhex(signature.get("public_key")))
         key.verify(base64.b64decode(signature["value"], validate=True), bytes.fromhex(digest))
     except (InvalidSignature, ValueError, TypeError) as exc:
+        if trust_key is None:
+            raise IntegrityError(f"bundle {name}: its signature does not verify with the public key it names "
+                                 "(the signature or the manifest was changed after export)") from exc
         raise IntegrityError(f"bundle {name}: signature does not verify with the trusted key {trust_key} "
                              "(signed by another key, or the manifest changed)") from exc
 

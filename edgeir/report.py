@@ -202,9 +202,10 @@ def adaptive_curves(entries: list[ReportEntry], thresholds=ADAPTIVE_THRESHOLDS,
         controller = methods().get(manifest["method"]).adaptive
         if controller is None:
             continue
-        runner = targets().get(entry.bundle.target).runtime(entry.bundle)
+        target = targets().get(entry.bundle.target)
+        runner = target.runtime(entry.bundle)
         if runner is None:
-            notes.append(f"{entry.label}: no adaptive curve: {targets().get(entry.bundle.target).runtime_unavailable_reason(entry.bundle)}")
+            notes.append(f"{entry.label}: no adaptive curve: {target.runtime_unavailable_reason(entry.bundle)}")
             continue
         image = next((p["inputs"][0] for p in entry.bundle.programs if p["inputs"][0]["kind"] == "image"), None)
         if image is None:

@@ -72,8 +72,8 @@ def verify(
     """
     bundle = bundle if isinstance(bundle, Bundle) else Bundle.open(bundle)
     manifest = bundle.manifest
-    target = targets().get(bundle.target)
     digest = bundle.verified(trust_key)
+    target = targets().get(bundle.target)
     data: dict[str, Any] = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         EVIDENCE_FIELD: digest,

@@ -133,4 +133,7 @@ def rehash(bundle_dir: Path) -> None:
     manifest = json.loads(manifest_path.read_text())
     for name in manifest.get("files", {}):
         manifest["files"][name] = file_sha256(bundle_dir / name)
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    from edgeir.bundle import write_json
+    from edgeir.integrity import seal
+
+    write_json(manifest_path, seal(manifest))

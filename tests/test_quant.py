@@ -10,6 +10,7 @@ import pytest
 import edgeir
 from edgeir.discovery import targets
 from edgeir.errors import CheckFailed, UsageError
+from edgeir.target import Runner
 
 SIZE = (32, 32)
 
@@ -75,7 +76,7 @@ def test_artifact_that_disagrees_with_its_fakequant_model_is_an_error(int8_bundl
     target = targets().get("onnx")
     real_runtime = target.runtime
 
-    class Wrong:
+    class Wrong(Runner):
         runtime = "onnxruntime"
 
         def __init__(self, runner):
