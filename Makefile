@@ -25,11 +25,12 @@ demo: install
 	$(VENV)/bin/edgeir export anyir --target coreml -o artifacts
 	$(VENV)/bin/edgeir verify $(DEMO_BUNDLE)
 
+# Two workers (one per core here and in CI), one torch thread each so they do not fight over the cores.
 test: install
-	$(PY) -m pytest -q --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15
 
 test-all: install
-	$(PY) -m pytest -q -m ''
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m ''
 
 lint: install
 	$(VENV)/bin/ruff check edgeir plugins quant targets tests bench
