@@ -99,7 +99,10 @@ def constexpr_lut_to_dense(a):
     indices = a.tensor("indices").long()  # iOS 18: indices keep the output's shape (vector axis aside)
     vector_size = lut.shape[-1]
     if vector_size != 1:
-        raise NotImplementedError("constexpr_lut_to_dense with vector palettes (VECTOR_SIZE > 1)")
+        from edgeir.targets.coreml.mil.interpreter import NotInterpreted
+
+        raise NotInterpreted("op `constexpr_lut_to_dense` with vector palettes (VECTOR_SIZE > 1) is not interpreted; "
+                             "numbers not checked")
     rank = indices.dim()
     blocks = [indices.shape[i] // lut.shape[i] for i in range(rank)]
     block_index = [torch.arange(indices.shape[i], device=indices.device) // blocks[i] for i in range(rank)]
