@@ -52,8 +52,8 @@ def time_interpreter(args) -> dict:
     from edgeir.targets.coreml.runtime import MILRunner
 
     import edgeir
-    from edgeir.reference import ReferenceRunner
-    from edgeir.verification import reference_program
+    from edgeir.runtime.reference import ReferenceRunner
+    from edgeir.runtime.verify import reference_program
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as out:

@@ -5,7 +5,7 @@
     python bench/diffir.py latency --targets eager --bundles artifacts/diffir-tiny-deblur-onnx-fp32
     python bench/diffir.py tiled --variant mobile     # PSNR on the built-in photos (eager model)
 
-``macs`` counts with :func:`edgeir.macs.count_macs` (torch's flop counter / 2). Restormer's count
+``macs`` counts with :func:`edgeir.evaluation.macs.count_macs` (torch's flop counter / 2). Restormer's count
 is taken on a local construction of its shape (dim 48, blocks [4,6,6,8], 4 refinement blocks,
 heads [1,2,4,8], FFN 2.66) built from DIRformer's blocks, minus the IPR modulation layers that
 Restormer does not have (counted exactly and subtracted).
@@ -35,7 +35,7 @@ def macs(args: argparse.Namespace) -> None:
     import torch
     from edgeir.plugins.diffir.model import DiffIR, DIRformer, config_for
 
-    from edgeir.macs import count_macs
+    from edgeir.evaluation.macs import count_macs
 
     size = args.size
     torch.manual_seed(0)
@@ -51,7 +51,7 @@ def macs(args: argparse.Namespace) -> None:
     modulation = sum(m.in_features * m.out_features for name, m in restormer_like.named_modules()
                      if isinstance(m, torch.nn.Linear) and name.endswith("kernel.0"))
     restormer = with_modulation - modulation
-    print(f"MACs at {size}x{size} (edgeir.macs.count_macs):")
+    print(f"MACs at {size}x{size} (edgeir.evaluation.macs.count_macs):")
     print(f"  DiffIR paper deblur forward : {total / 1e9:8.2f} G  (prior {prior / 1e9:.3f} G, "
           f"restore/DIRformer {restore / 1e9:.2f} G)")
     print(f"  Restormer shape (local)     : {restormer / 1e9:8.2f} G  (dim 48, [4,6,6,8], ref 4, FFN 2.66)")
@@ -141,10 +141,10 @@ def tiled(args: argparse.Namespace) -> None:
     import torch
 
     import edgeir
-    from edgeir.globalstate import resize_area
-    from edgeir.metrics import psnr
-    from edgeir.photos import builtin_photos
-    from edgeir.tiling import restore_tiled
+    from edgeir.data.photos import builtin_photos
+    from edgeir.evaluation.metrics import psnr
+    from edgeir.runtime.tiling import restore_tiled
+    from edgeir.runtime.whole_photo import resize_area
 
     torch.manual_seed(0)
     model = edgeir.build_model("diffir", variant=args.variant, task="deblur").eval()

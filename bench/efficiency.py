@@ -1,6 +1,6 @@
 """Params, MACs and latency of one method/variant/task at one size: a paper-style efficiency row.
 
-MACs come from :func:`edgeir.macs.count_macs` (one MAC per multiply-add, attention included);
+MACs come from :func:`edgeir.evaluation.macs.count_macs` (one MAC per multiply-add, attention included);
 latency is eager PyTorch next to the exported artifacts on this host (``bench/latency.py``).
 Works for any registered method, e.g. Hi-IR-B vs FlexIR (SwinIR-M) at SR x2:
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 import edgeir
-from edgeir.macs import count_macs
+from edgeir.evaluation.macs import count_macs
 
 
 def main(argv: list[str] | None = None) -> int:

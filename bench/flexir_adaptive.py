@@ -3,7 +3,7 @@
 1. The paper starts from a trained SwinIR; none can be downloaded here, so stage A stands in for it:
    the full model (pointer N) trained with the plain Charbonnier loss for ``--pretrain-steps``, then
    its head copied into every exit, as ``load_checkpoint`` does with an official SwinIR tail.
-   Stage B is ``edgeir.finetune("flexir", ...)``: progressive self-distillation (Alg. 1) with the
+   Stage B is ``edgeir.training.finetune("flexir", ...)``: progressive self-distillation (Alg. 1) with the
    stage-A model as the teacher (with ``--train``).
 2. On every built-in photo (centre crop of 2R x 2R, degraded for the task; R = the region side),
    adaptive inference over 4 regions at each threshold with the calibrated stopping rule
@@ -52,8 +52,8 @@ def pretrain_full_model(args: argparse.Namespace, path: Path) -> dict:
     from edgeir.plugins.flexir.training import train_full_model
 
     import edgeir
-    from edgeir.data import TrainingPairs, evaluation_pairs, load_images
-    from edgeir.train import save_weights
+    from edgeir.data.datasets import TrainingPairs, evaluation_pairs, load_images
+    from edgeir.training.loop import save_weights
 
     torch.manual_seed(0)
     model = edgeir.build_model("flexir", variant=args.variant, task=args.task, weights="random")
@@ -96,21 +96,21 @@ def main() -> None:
     from edgeir.plugins.flexir import adaptive
 
     import edgeir
-    from edgeir.metrics import psnr
-    from edgeir.photos import builtin_photos, degrade, fit_to
+    from edgeir.data.photos import builtin_photos, degrade, fit_to
+    from edgeir.evaluation.metrics import psnr
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
-    from edgeir.default_weights import shipped_weights
+    from edgeir.discovery import methods
 
     weights = args.weights
     train_info = None
     if weights is None and not args.train:
-        shipped = shipped_weights("flexir", args.variant, args.task)
+        shipped = methods().get("flexir").shipped_weights(args.variant, args.task)
         weights = str(shipped.path) if shipped else None
         train_info = shipped.provenance if shipped else None
     if weights is None:
-        from edgeir.finetune import finetune
+        from edgeir.training.finetune import finetune
 
         start = pretrain_full_model(args, out / f"flexir-{args.variant}-{args.task}-stage-a.safetensors")
         result = finetune("flexir", variant=args.variant, task=args.task, steps=args.steps, weights=str(start["path"]),

@@ -48,8 +48,8 @@ def collect(args: argparse.Namespace) -> Path:
     from edgeir.plugins.flexir import adaptive
 
     import edgeir
-    from edgeir.photos import builtin_photos, degrade, fit_to
-    from edgeir.tiling import plan_tiles, restore_tiled
+    from edgeir.data.photos import builtin_photos, degrade, fit_to
+    from edgeir.runtime.tiling import plan_tiles, restore_tiled
 
     torch.set_num_threads(args.threads)
     model = edgeir.build_model("flexir", variant=args.variant, task=args.task, weights=args.weights)
@@ -174,7 +174,7 @@ def psnr_u8(a: np.ndarray, b: np.ndarray) -> float:
 
 def judge(data, set_name, outs, macs, full_macs, r):
     """Mean PSNR over the set's photos (as the bench or the check computes it) and the MACs fraction."""
-    from edgeir.metrics import psnr
+    from edgeir.evaluation.metrics import psnr
 
     mask = data["set"] == set_name
     photos = data["photo"][mask]
@@ -183,7 +183,7 @@ def judge(data, set_name, outs, macs, full_macs, r):
     if set_name == "check":
         import skimage.data as skd
 
-        from edgeir.tiling import restore_tiled
+        from edgeir.runtime.tiling import restore_tiled
 
         rng = np.random.default_rng(7)
         for name in ("astronaut", "coffee"):

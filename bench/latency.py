@@ -19,7 +19,7 @@ import torch
 
 import edgeir
 from edgeir.discovery import targets
-from edgeir.reference import ReferenceRunner
+from edgeir.runtime.reference import ReferenceRunner
 
 
 def _artifact_call(runner, program: dict):

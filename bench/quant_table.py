@@ -70,7 +70,7 @@ _SHA: dict[str, str] = {}
 def weights_sha(method: str, args, weights) -> str:
     """State-dict sha256 of the float model a row starts from (what a reused bundle must match)."""
     if method not in _SHA:
-        from edgeir.reference import build_model_with_weights
+        from edgeir.weights.build import build_model_with_weights
 
         _, info = build_model_with_weights(method, args.variant, args.task, weights)
         _SHA[method] = info.state_sha256
@@ -79,7 +79,7 @@ def weights_sha(method: str, args, weights) -> str:
 
 def photo_program(bundle) -> dict:
     """The program that restores a photo (the first one that runs on photos and returns an image)."""
-    from edgeir.feeds import runs_on_photos
+    from edgeir.runtime.feeds import runs_on_photos
 
     for program in bundle.programs:
         if runs_on_photos(program, bundle.programs) and program["outputs"][0]["kind"] == "image":
@@ -104,7 +104,7 @@ def interleaved_latency(calls: dict, shape: tuple[int, ...], runs: int, warmup: 
 
 def table_rows(method: str, args, weights) -> list[dict]:
     from edgeir.discovery import targets
-    from edgeir.evaluation import run_eval, run_on_photo
+    from edgeir.evaluation.accuracy import run_eval, run_on_photo
 
     eager = run_eval(method, task=args.task, variant=args.variant, weights=weights, count=args.eval_count,
                      crop=args.size)
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from edgeir.default_weights import shipped_weights
+    from edgeir.discovery import methods
 
     torch.set_num_threads(args.threads)
     names = args.methods or default_methods(args.variant, args.task)
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for method in names:
         weights = args.weights
-        if weights is None and shipped_weights(method, args.variant, args.task) is None:
+        if weights is None and methods().get(method).shipped_weights(args.variant, args.task) is None:
             print(f"{method}: no shipped {args.variant} weights for {args.task} (bench/train_default_weights.py); "
                   "skipped", file=sys.stderr)
             continue

@@ -23,7 +23,7 @@ def make_photo(path: Path, width: int, height: int) -> Path:
     """The built-in astronaut up-scaled to ``width`` x ``height`` (bicubic), as a JPEG."""
     from PIL import Image
 
-    from edgeir.photos import photo_dir
+    from edgeir.data.photos import photo_dir
 
     with Image.open(photo_dir() / "astronaut.png") as image:
         image.convert("RGB").resize((width, height), Image.Resampling.BICUBIC).save(path, quality=95)

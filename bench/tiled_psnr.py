@@ -30,12 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from edgeir.bundle import Bundle
+    from edgeir.data.photos import builtin_photos, degrade
     from edgeir.discovery import methods, targets
-    from edgeir.metrics import psnr
-    from edgeir.photos import builtin_photos, degrade
+    from edgeir.evaluation.metrics import psnr
     from edgeir.recipe import RecipeOptions
-    from edgeir.reference import ReferenceRunner, build_model_with_weights
-    from edgeir.runimage import tile_policy
+    from edgeir.runtime.reference import ReferenceRunner
+    from edgeir.runtime.restore import tile_policy
+    from edgeir.weights.build import build_model_with_weights
 
     spec = methods().get(args.method)
     task = args.task or spec.default_task
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         row = f"{name:<20} {f'{photo.shape[1]}x{photo.shape[0]}':>10} {psnr(tiled, whole):>21.2f} dB"
         if artifact:
             policy, run_tile = artifact
-            from edgeir.tiling import restore_tiled
+            from edgeir.runtime.tiling import restore_tiled
 
             got = restore_tiled(degraded, run_tile, policy.tile_for(*photo.shape[:2]), policy.overlap,
                                 policy.multiple, policy.scale)

@@ -3,7 +3,7 @@
 Reproducible: seeded crops, degradations and initialisation, on scikit-image's bundled photos
 (the held-out split is never trained on), one CPU thread by default. The weights are stored as
 float16 safetensors (half the size; float32 models load them exactly as rounded) in
-``edgeir/weights/<method>-<variant>-denoise25.safetensors``, with their provenance and the
+each plugin's ``weights/<variant>-denoise25.safetensors`` (its ``MethodSpec.weights``), with their provenance and the
 evaluation PSNR of the stored (rounded) weights in the header; ``edgeir export`` without
 ``--weights`` then uses them and writes that provenance into the manifest.
 
@@ -42,8 +42,8 @@ def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch
     from edgeir.plugins.flexir.training import train_full_model
 
     import edgeir
-    from edgeir.data import TrainingPairs, load_images
-    from edgeir.train import save_weights
+    from edgeir.data.datasets import TrainingPairs, load_images
+    from edgeir.training.loop import save_weights
 
     torch.manual_seed(seed)
     model = edgeir.build_model(method, variant=variant, task=TASK, weights="random")
@@ -56,7 +56,7 @@ def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch
             "what": "full model (pointer N) with Charbonnier, head copied into every exit: the teacher stand-in"}
 
 
-def train_one(method: str, variant: str, out_dir: Path, *, steps: int, batch: int, lr: float, seed: int,
+def train_one(method: str, variant: str, out_dir: Path | None, *, steps: int, batch: int, lr: float, seed: int,
               teacher_steps: int = 0, teacher_lr: float | None = None, crop: int = 64, device: str = "cpu",
               command: str | None = None, continue_from: Path | None = None) -> dict:
     """Fine-tune from a seeded random init (or ``continue_from``), round to float16, re-evaluate and write the
@@ -64,17 +64,17 @@ def train_one(method: str, variant: str, out_dir: Path, *, steps: int, batch: in
     import torch
     from safetensors.torch import load_file, save_file
 
-    from edgeir.data import evaluation_pairs, load_images
-    from edgeir.default_weights import PROVENANCE_KEY, weights_filename
+    from edgeir.data.datasets import evaluation_pairs, load_images
     from edgeir.discovery import methods
-    from edgeir.evaluation import evaluate
-    from edgeir.finetune import finetune
+    from edgeir.evaluation.accuracy import evaluate
+    from edgeir.training.finetune import finetune
+    from edgeir.weights.shipped import PROVENANCE_KEY
 
     command = command or f"bench/train_default_weights.py --methods {method} --variants {variant} --seed {seed}"
     with tempfile.TemporaryDirectory() as tmp:
         start, stage_a = "random", None
         if continue_from is not None:
-            from edgeir.default_weights import read_provenance
+            from edgeir.weights.shipped import read_provenance
 
             previous = read_provenance(continue_from) or {}
             start = Path(tmp) / "previous.safetensors"
@@ -104,23 +104,48 @@ def train_one(method: str, variant: str, out_dir: Path, *, steps: int, batch: in
         prov["start_weights"] = {"source": "teacher stand-in trained by this script", **stage_a}
     prov["eval"].update(psnr_db=round(final.psnr_db, 3), ssim=round(final.exits[list(final.exits)[-1]]["ssim"], 4),
                         exits=final.exits, note="of the stored float16-rounded weights")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / weights_filename(method, variant, TASK)
+    path = output_path(method, variant, out_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_file(half, str(path), metadata={PROVENANCE_KEY: json.dumps(prov)})
     return {"method": method, "variant": variant, "file": str(path), "bytes": path.stat().st_size,
             "seconds": prov["seconds"], "steps": steps, "eval_psnr_db": prov["eval"]["psnr_db"],
             "input_psnr_db": prov["eval"]["input_psnr_db"], "ssim": prov["eval"]["ssim"]}
 
 
-def shipped_table(weights_dir: Path) -> str:
+def output_path(method: str, variant: str, out_dir: Path | None) -> Path:
+    """Where the trained file goes: the plugin's own weights folder (what ``MethodSpec.weights`` declares), or
+    ``<out_dir>/<method>-<variant>-<task>.safetensors`` when an output folder is given."""
+    from edgeir.discovery import methods
+    from edgeir.weights.shipped import weights_file
+
+    if out_dir is not None:
+        return out_dir / f"{method}-{variant}-{TASK}.safetensors"
+    spec = methods().get(method)
+    declared = spec.shipped_weights(variant, TASK)
+    return declared.path if declared else weights_file(sys.modules[spec.build.__module__].__file__, variant, TASK)
+
+
+def shipped_files() -> list[Path]:
+    """Every weights file the registered methods declare (a TLC form's table is its global model's)."""
+    from edgeir.discovery import methods
+
+    seen: dict[Path, None] = {}
+    for name in methods().registry.names():
+        for entry in methods().get(name).weights:
+            seen.setdefault(entry.path)
+    return [p for p in seen if p.is_file()]
+
+
+def shipped_table(weights_dir: Path | None) -> str:
     """A Markdown table of the shipped files, from the provenance in their headers (what docs/training.md shows)."""
     from safetensors import safe_open
 
-    from edgeir.default_weights import read_provenance
+    from edgeir.weights.shipped import read_provenance
 
     lines = ["| weights | params | steps x batch (crop), lr | train time | size | eval PSNR (SSIM) | noisy input |",
              "|---|---|---|---|---|---|---|"]
-    for path in sorted(weights_dir.glob(f"*-{TASK}.safetensors")):
+    paths = sorted(weights_dir.glob(f"*-{TASK}.safetensors")) if weights_dir else shipped_files()
+    for path in paths:
         prov = read_provenance(path)
         if not prov:
             continue
@@ -168,19 +193,24 @@ def main(argv: list[str] | None = None) -> int:
                              "cuda trains the same schedule faster, and longer ones in reasonable time)")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "edgeir" / "weights"))
+    parser.add_argument("--out", default=None,
+                        help="folder for the trained files (default: each plugin's own weights/ folder, what it ships)")
     parser.add_argument("--table", action="store_true", help="print the table of the files in --out and stop")
     args = parser.parse_args(argv)
     if args.table:
-        print(shipped_table(Path(args.out)))
+        print(shipped_table(Path(args.out) if args.out else None))
         return 0
     torch.set_num_threads(args.threads)
     if args.device.startswith("cuda"):
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     # A method that loads another's weights (a TLC form) has none of its own to train.
-    names = args.methods or [n for n in methods().registry.names()
-                             if TASK in methods().get(n).tasks and methods().get(n).weights_of is None]
+    names, tables = [], []
+    for n in args.methods or methods().registry.names():
+        spec = methods().get(n)
+        if TASK in spec.tasks and not (spec.weights and spec.weights in tables):
+            names.append(n)
+            tables.append(spec.weights)
     rows = []
     for name in names:
         spec = methods().get(name)
@@ -201,12 +231,11 @@ def main(argv: list[str] | None = None) -> int:
                 if args.teacher_lr:
                     plan["teacher_lr"] = args.teacher_lr
             if args.continue_:
-                from edgeir.default_weights import weights_filename
-
                 plan.pop("teacher_steps", None)
                 plan.pop("teacher_lr", None)
-                plan["continue_from"] = Path(args.out) / weights_filename(name, variant, TASK)
-            row = train_one(name, variant, Path(args.out), seed=args.seed, crop=args.crop, device=args.device,
+                plan["continue_from"] = output_path(name, variant, Path(args.out) if args.out else None)
+            out = Path(args.out) if args.out else None
+            row = train_one(name, variant, out, seed=args.seed, crop=args.crop, device=args.device,
                             command="bench/train_default_weights.py " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:]), **plan)
             rows.append(row)

@@ -18,10 +18,10 @@ from typing import Any
 __version__ = "0.1.0"
 
 _LAZY = {
-    "build_model": "edgeir.api",
-    "export": "edgeir.pipeline",
-    "verify": "edgeir.verification",
-    "run": "edgeir.runimage",
+    "build_model": "edgeir.weights.build",
+    "export": "edgeir.pipeline.export",
+    "verify": "edgeir.runtime.verify",
+    "run": "edgeir.runtime.restore",
     "environment": "edgeir.hostinfo",
     "methods": "edgeir.discovery",
     "targets": "edgeir.discovery",

@@ -104,8 +104,8 @@ def remove_stale_partials(final: Path) -> list[Path]:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file (``edgeir.checkpoint.file_sha256``, imported lazily: it loads torch)."""
-    from edgeir.checkpoint import file_sha256 as sha256
+    """Hex sha256 of a file (``edgeir.weights.checkpoint.file_sha256``, imported lazily: it loads torch)."""
+    from edgeir.weights.checkpoint import file_sha256 as sha256
 
     return sha256(path)
 

@@ -143,6 +143,6 @@ def targets() -> Discovered:
 @functools.cache
 def quant_schemes() -> Discovered:
     """Installed quantization / precision schemes."""
-    from edgeir.quantization import QuantScheme
+    from edgeir.quantization.scheme import QuantScheme
 
     return load_group(QUANT_GROUP, QuantScheme, "quantization scheme")

@@ -16,7 +16,7 @@ def environment() -> dict[str, Any]:
     """Versions, devices, and every plugin with its source (failed ones with their error)."""
     import torch
 
-    from edgeir.reference import best_device
+    from edgeir.runtime.reference import best_device
 
     devices = ["cpu"]
     if torch.cuda.is_available():

@@ -141,7 +141,7 @@ def check_manifest(path: Path, manifest: dict[str, Any], *, trust_key: str | Pat
     if actual != recorded:
         raise IntegrityError(f"bundle {name}: manifest.json was modified after export (content digest {actual[:12]}, "
                              f"recorded {recorded[:12]})")
-    from edgeir.checkpoint import file_sha256
+    from edgeir.weights.checkpoint import file_sha256
 
     changed, missing = [], []
     root = Path(path).resolve()

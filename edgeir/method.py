@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from torch import nn
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
+    from edgeir.weights.shipped import ShippedWeights
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,9 @@ class MethodSpec:
             choosing its exit itself, and returns ``(restored, facts)``; ``facts`` holds at least
             ``exit``, ``macs`` (spent) and ``full_macs`` (what the deepest exit costs).
             ``edgeir run --adaptive`` uses it.
-        weights_of: The method whose shipped weights this one loads when none are given (a TLC
-            form shares its global model's state dict); None for its own.
+        weights: The weights the plugin ships (:class:`~edgeir.weights.shipped.ShippedWeights`, one per
+            variant and task; see :func:`~edgeir.weights.shipped.weights_table`), loaded when no
+            ``--weights`` is given. A TLC form passes its global model's table (same state dict).
     """
 
     name: str
@@ -110,7 +112,7 @@ class MethodSpec:
     default_variant: str = "paper"
     objective: Callable[[nn.Module], nn.Module] | None = None
     adaptive: Callable[[Any, Mapping[str, Any], float], Callable[[Any], tuple[Any, dict[str, Any]]]] | None = None
-    weights_of: str | None = None
+    weights: tuple[ShippedWeights, ...] = ()
 
     def __post_init__(self) -> None:
         names = self.variant_names
@@ -154,6 +156,13 @@ class MethodSpec:
         task = self.check_task(task or self.default_task)
         return self.build(variant, task)
 
+    def shipped_weights(self, variant: str, task: str) -> ShippedWeights | None:
+        """The weights this method ships for (variant, task), or None when it ships none."""
+        for entry in self.weights:
+            if entry.variant == variant and entry.task == task:
+                return entry
+        return None
+
     def load_checkpoint(self, model: nn.Module, path: str | Path) -> str:
         """Load an official or edgeir checkpoint into ``model``, strictly.
 
@@ -164,6 +173,6 @@ class MethodSpec:
             CheckpointError: if the file is unsafe, unreadable, or its keys or shapes do not fit;
                 the message names the keys.
         """
-        from edgeir.checkpoint import load_into
+        from edgeir.weights.checkpoint import load_into
 
         return load_into(model, path, self.convert_checkpoint)

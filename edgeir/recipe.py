@@ -115,7 +115,7 @@ class Program:
 
 @dataclass(frozen=True)
 class TileSpec:
-    """How an app should cut photos larger than the program's shape (see :mod:`edgeir.tiling`).
+    """How an app should cut photos larger than the program's shape (see :mod:`edgeir.runtime.tiling`).
 
     Tiles of ``size`` overlap by at least ``overlap`` pixels and are blended with linear ramps;
     a program with dynamic H/W may take larger tiles, still multiples of ``multiple``.

@@ -149,7 +149,7 @@ class Target(ABC):
         return None
 
     def quant_engine(self, options: ExportOptions):
-        """The :class:`~edgeir.quantization.QuantEngine` that serves ``options.quant``; None for float schemes
+        """The :class:`~edgeir.quantization.scheme.QuantEngine` that serves ``options.quant``; None for float schemes
         the target exports natively.
 
         Raises:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from edgeir.quantization import QuantEngine
+from edgeir.quantization.scheme import QuantEngine
 
 #: Weights with fewer elements stay float16 (biases, norms): compressing them saves nothing.
 WEIGHT_THRESHOLD = 256

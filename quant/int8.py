@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeir.quantization import QuantScheme
+from edgeir.quantization.scheme import QuantScheme
 
 INT8 = QuantScheme(
     name="int8",

@@ -13,7 +13,7 @@ import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from edgeir.quantization import QuantEngine, QuantizedProgram, Trainer
+from edgeir.quantization.scheme import QuantEngine, QuantizedProgram, Trainer
 
 if TYPE_CHECKING:
     import torch

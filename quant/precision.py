@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgeir.quantization import QuantScheme
+from edgeir.quantization.scheme import QuantScheme
 
 FP32 = QuantScheme(
     name="fp32",

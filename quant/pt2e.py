@@ -17,8 +17,8 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from edgeir.quantization import QuantEngine, QuantizedProgram, Trainer
-from edgeir.quantize import frozen
+from edgeir.quantization.scheme import QuantEngine, QuantizedProgram, Trainer
+from edgeir.quantization.stage import frozen
 
 if TYPE_CHECKING:
     import torch
@@ -233,7 +233,7 @@ def agreement_db(fakequant, samples: Sequence[tuple[torch.Tensor, ...]], expecte
     """
     import torch
 
-    from edgeir.metrics import psnr, vector_psnr
+    from edgeir.evaluation.metrics import psnr, vector_psnr
 
     values = []
     with torch.no_grad():

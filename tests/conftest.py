@@ -3,7 +3,7 @@ import os
 import pytest
 
 os.environ.setdefault("EDGEIR_PROGRESS", "0")
-# Export remembers checkpoint locations (edgeir.checkpoint_index): keep the tests' out of the user's cache.
+# Export remembers checkpoint locations (edgeir.weights.checkpoint_index): keep the tests' out of the user's cache.
 os.environ.setdefault("EDGEIR_CACHE_DIR", __import__("tempfile").mkdtemp(prefix="edgeir-test-cache-"))
 
 
@@ -73,8 +73,8 @@ def write_synthetic_bundle(root, name, *, target="onnx", backend="onnxruntime", 
             "psnr_drop_db": round(reference_eval_psnr - eval_psnr, 3)}}}
     (path / "verify.json").write_text(json.dumps(verify))
     if latency_ms is not None:
-        from edgeir.device import Device
-        from edgeir.profile import Measurement, Profile
+        from edgeir.profiles.device import Device
+        from edgeir.profiles.profile import Measurement, Profile
 
         Profile(bundle=name, device=Device(device, "Test CPU", 2, "Linux", kind), runtime={"name": "onnxruntime"},
                 artifact_sha256={artifact: sha}, source="test", created="2026-01-01T00:00:00+00:00",

@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from edgeir.checkpoint import check_state_dict, load_into, read_checkpoint, state_dict_sha256
 from edgeir.errors import CheckpointError
+from edgeir.weights.checkpoint import check_state_dict, load_into, read_checkpoint, state_dict_sha256
 
 
 class Payload:

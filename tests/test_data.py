@@ -5,10 +5,10 @@ import logging
 import numpy as np
 import pytest
 
-from edgeir.data import TrainingPairs, evaluation_pairs, image_files, load_images, split_names
-from edgeir.degradations import check_task, degrade_image
+from edgeir.data.datasets import TrainingPairs, evaluation_pairs, image_files, load_images, split_names
+from edgeir.data.degradations import check_task, degrade_image
+from edgeir.data.imageio import write_image
 from edgeir.errors import ImageError, UsageError
-from edgeir.imageio import write_image
 
 RNG = np.random.default_rng(0)
 
@@ -123,7 +123,7 @@ def test_task_and_model_mismatches_are_usage_errors():
 def test_truncated_file_is_named_and_skipped_or_fails_when_strict(folder, caplog):
     good = (folder / "rgb8.png").read_bytes()
     (folder / "broken.png").write_bytes(good[: len(good) // 2])
-    with caplog.at_level(logging.WARNING, logger="edgeir.data"):
+    with caplog.at_level(logging.WARNING, logger="edgeir.data.datasets"):
         images = load_images(folder)
     assert [name for name, _ in images.skipped] == [str(folder / "broken.png")]
     assert "broken.png" in caplog.text
@@ -148,7 +148,7 @@ def test_empty_missing_and_unsplittable_sources_are_clear_errors(tmp_path):
 
 
 def test_verify_photos_are_degraded_for_the_synthetic_tasks_too():
-    from edgeir.photos import degrade
+    from edgeir.data.photos import degrade
 
     clean = _photo(32, 32)
     for task in ("deblur", "derain", "dehaze", "lowlight"):

@@ -44,7 +44,7 @@ def test_fp32_pte_holds_a_coreml_delegate(coreml_pte):
     structure = target.inspect(bundle)  # read back from the .pte
     assert structure["methods"] == ["forward"] and structure["delegates"] == ["CoreMLBackend"]
     assert structure["coreml_delegates"]["forward"]["op_counts"].get("conv", 0) >= 1
-    from edgeir.targets.executorch import _has_backend
+    from edgeir.targets.executorch.runtime import _has_backend
 
     if not _has_backend("CoreMLBackend"):  # every non-Apple host: the payload runs through edgeir-mil
         assert target.profile_runner(bundle, 1) is None
@@ -133,7 +133,7 @@ def test_xnnpack_bundles_still_run_here():
 @pytest.mark.parametrize("quant, precision", [("fp32", "FLOAT32"), ("fp16", "FLOAT16"), ("int8", "FLOAT16")])
 def test_coreml_compile_specs_follow_the_scheme(quant, precision):
     import coremltools as ct
-    from edgeir.targets.executorch import coreml_partitioner
+    from edgeir.targets.executorch.export import coreml_partitioner
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
 
     specs = coreml_partitioner(quant).delegation_spec.compile_specs

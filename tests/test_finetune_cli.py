@@ -5,8 +5,7 @@ import json
 import pytest
 
 from edgeir.cli import main
-from edgeir.default_weights import shipped_weights
-from edgeir.reference import build_model_with_weights
+from edgeir.weights.build import build_model_with_weights
 
 
 def test_help_lists_the_commands(capsys):
@@ -61,7 +60,6 @@ def test_eval_of_a_bundle_runs_its_artifact(exported, capsys):
     assert "forward: PSNR" in printed and "random weights" in printed
 
 
-@pytest.mark.skipif(shipped_weights("anyir", "tiny", "denoise25") is None, reason="no shipped AnyIR weights")
 def test_shipped_weights_are_the_default_and_random_stays_available():
     _, info = build_model_with_weights("anyir", "tiny", "denoise25")
     assert info.source == "edgeir-default"
@@ -74,11 +72,11 @@ def test_shipped_weights_are_the_default_and_random_stays_available():
     _, other_task = build_model_with_weights("anyir", "tiny", "allinone3")
     assert other_task.source == "random-init"
     # verify rebuilds each reference from its manifest record, whatever the defaults are now.
-    from edgeir.verification import _rebuild_reference
+    from edgeir.runtime.verify import _rebuild_reference
 
     for record in (info, random):
         manifest = {"method": "anyir", "variant": "tiny", "task": "denoise25", "weights": record.to_json()}
-        from edgeir.checkpoint import state_dict_sha256
+        from edgeir.weights.checkpoint import state_dict_sha256
 
         assert state_dict_sha256(_rebuild_reference(manifest, None)) == record.state_sha256
 

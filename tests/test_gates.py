@@ -7,7 +7,7 @@ from conftest import write_synthetic_bundle
 
 from edgeir.cli import main
 from edgeir.errors import GateFileError
-from edgeir.gates import load_gate_file, run_gate
+from edgeir.gates.rules import load_gate_file, run_gate
 
 
 @pytest.fixture()
@@ -162,7 +162,7 @@ def test_gating_loads_no_heavy_sdk():
     import subprocess
     import sys
 
-    probe = ("import sys\nfrom edgeir.gates import run_gate\nimport edgeir.gate_output\n"
+    probe = ("import sys\nfrom edgeir.gates.rules import run_gate\nimport edgeir.gates.render\n"
              "print(','.join(m for m in ('torch', 'executorch', 'onnxruntime', 'coremltools') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert loaded.strip() == ""

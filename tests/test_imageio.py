@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms, ImageOps
 
+from edgeir.data.imageio import load_image, orient, read_image, write_image
 from edgeir.errors import ImageError
-from edgeir.imageio import load_image, orient, read_image, write_image
 
 RNG = np.random.default_rng(0)
 

@@ -2,10 +2,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from edgeir.data.imageio import read_image, write_image
+from edgeir.data.photos import builtin_photos, degrade, fit_to
 from edgeir.errors import ImageError
-from edgeir.imageio import read_image, write_image
-from edgeir.metrics import PSNR_CEILING_DB, psnr
-from edgeir.photos import builtin_photos, degrade, fit_to
+from edgeir.evaluation.metrics import PSNR_CEILING_DB, psnr
 
 
 def test_psnr_known_value_and_ceiling():

@@ -23,9 +23,9 @@ def test_listing_loads_no_heavy_sdk():
 def test_public_api_functions_survive_submodule_imports():
     import edgeir
     import edgeir.hostinfo  # noqa: F401
-    import edgeir.pipeline  # noqa: F401
-    import edgeir.runimage  # noqa: F401
-    import edgeir.verification  # noqa: F401
+    import edgeir.pipeline.export  # noqa: F401
+    import edgeir.runtime.restore  # noqa: F401
+    import edgeir.runtime.verify  # noqa: F401
 
     for name in ("build_model", "export", "verify", "run", "environment"):
         assert callable(getattr(edgeir, name)), name

@@ -126,11 +126,11 @@ def test_missing_artifact_is_one_sentence_not_a_traceback(bundle, tmp_path, caps
 
 def _refused_by_every_command(bundle: Path, work: Path) -> None:
     """run, verify, profile, import-profile and report raise; gate fails every rule on the bundle."""
-    from edgeir.gates import run_gate
-    from edgeir.profile_import import import_profile
-    from edgeir.profiling import profile
-    from edgeir.report import report
-    from edgeir.runimage import restore
+    from edgeir.gates.rules import run_gate
+    from edgeir.profiles.importing import import_profile
+    from edgeir.profiles.measure import profile
+    from edgeir.report.build import report
+    from edgeir.runtime.restore import restore
 
     photo = work / "in" / "a.png"
     calls = {
@@ -239,7 +239,7 @@ def test_gate_fails_on_evidence_measured_on_another_artifact(tmp_path):
     profile = json.loads(profile_path.read_text())
     profile.pop("artifact_digest")
     profile_path.write_text(json.dumps(profile))
-    from edgeir.gates import run_gate
+    from edgeir.gates.rules import run_gate
 
     report = run_gate(_gate(tmp_path, """
         [[rule]]
@@ -265,7 +265,7 @@ def test_gate_rule_matching_nothing_fails_unless_allowed(tmp_path):
         metric = "size_mb"
         max = 1
         """
-    from edgeir.gates import run_gate
+    from edgeir.gates.rules import run_gate
 
     (result,) = run_gate(_gate(tmp_path, body)).results
     assert result.status == "failed" and "no bundle matches this rule" in result.message
@@ -278,7 +278,7 @@ def test_gate_rule_matching_nothing_fails_unless_allowed(tmp_path):
                                              ("min = -inf", "must be a finite number")])
 def test_gate_bounds_are_validated(tmp_path, bounds, message):
     write_synthetic_bundle(tmp_path / "artifacts", "anyir-tiny-allinone3-onnx-fp32")
-    from edgeir.gates import load_gate_file
+    from edgeir.gates.rules import load_gate_file
 
     with pytest.raises(GateFileError, match=message):
         load_gate_file(_gate(tmp_path, f'[[rule]]\nbundle = "*"\nmetric = "size_mb"\n{bounds}\n'))
@@ -290,7 +290,7 @@ def test_gate_bounds_are_validated(tmp_path, bounds, message):
 def test_folder_run_continues_past_a_bad_photo_and_exits_non_zero(bundle, tmp_path, capsys):
     _photos(tmp_path / "in")
     with pytest.raises(BatchError) as caught:
-        from edgeir.runimage import restore
+        from edgeir.runtime.restore import restore
 
         restore(bundle, tmp_path / "in", tmp_path / "out")
     assert [p.name for p in caught.value.written] == ["a.png", "c.png"]
@@ -315,7 +315,7 @@ def test_run_never_writes_over_its_input(bundle, tmp_path, capsys):
 
 
 def test_output_extension_is_checked_before_any_work(bundle, tmp_path, monkeypatch):
-    import edgeir.runimage as runimage
+    import edgeir.runtime.restore as runimage
 
     _photos(tmp_path / "in", broken=None)
     monkeypatch.setattr(runimage, "_open", lambda *a, **k: pytest.fail("the bundle was opened before the check"))
@@ -326,7 +326,7 @@ def test_output_extension_is_checked_before_any_work(bundle, tmp_path, monkeypat
 def test_pixel_limit_holds_on_the_tifffile_path_before_decoding(tmp_path):
     import tifffile
 
-    from edgeir.imageio import MAX_PIXELS, load_image
+    from edgeir.data.imageio import MAX_PIXELS, load_image
 
     path = tmp_path / "bomb.tif"  # 16-bit grey + alpha: a layout Pillow does not open, so tifffile decodes it
     tifffile.imwrite(path, np.zeros((4, 4, 2), np.uint16), photometric="minisblack", extrasamples=["unassalpha"])
@@ -347,7 +347,7 @@ def test_pixel_limit_holds_on_the_pillow_path(tmp_path):
     import struct
     import zlib
 
-    from edgeir.imageio import load_image
+    from edgeir.data.imageio import load_image
 
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
@@ -370,7 +370,7 @@ def test_pixel_limit_holds_on_the_pillow_path(tmp_path):
     (b"PK\x03\x04" + b"\0" * 40, "damaged zip archive"),
 ])
 def test_checkpoint_errors_say_what_the_file_is(tmp_path, content, message):
-    from edgeir.checkpoint import read_checkpoint
+    from edgeir.weights.checkpoint import read_checkpoint
 
     path = tmp_path / "weights.pth"
     path.write_bytes(content)
@@ -382,7 +382,7 @@ def test_checkpoint_format_comes_from_the_bytes_not_the_suffix(tmp_path):
     import torch
     from safetensors.torch import save_file
 
-    from edgeir.checkpoint import checkpoint_format, read_checkpoint
+    from edgeir.weights.checkpoint import checkpoint_format, read_checkpoint
 
     save_file({"w": torch.ones(2)}, tmp_path / "w.SafeTensors")
     torch.save({"w": torch.ones(2)}, tmp_path / "w.safetensors")  # a torch zip named like safetensors
@@ -422,7 +422,7 @@ def _recipe(**changes):
     ({"multiple": 0}, r"recipe.tile.multiple"),
 ])
 def test_recipe_declarations_are_checked_against_the_program(changes, field):
-    from edgeir.recipe_check import check_recipe
+    from edgeir.pipeline.recipe_check import check_recipe
 
     with pytest.raises(StageError, match=f"stage 'recipe'.*{field}"):
         check_recipe("plugin", _recipe(**changes))
@@ -432,7 +432,7 @@ def test_recipe_declarations_are_checked_against_the_program(changes, field):
 def test_export_refuses_a_plugin_recipe_with_a_wrong_output_shape(tmp_path, monkeypatch):
     import dataclasses
 
-    import edgeir.pipeline as pipeline
+    import edgeir.pipeline.export as pipeline
     from edgeir.discovery import methods
 
     real = methods().get("anyir")
@@ -527,7 +527,7 @@ def test_bundle_ships_no_local_path_and_gets_umask_permissions(built):
 
 
 def test_verify_finds_the_checkpoint_by_sha_on_this_machine_else_asks_for_it(built, bundle, monkeypatch, tmp_path):
-    from edgeir.checkpoint_index import cache_dir, find
+    from edgeir.weights.checkpoint_index import cache_dir, find
 
     sha = json.loads((bundle / MANIFEST).read_text())["weights"]["file_sha256"]
     assert find(sha) == built["checkpoint"].resolve()  # export remembered it, outside the bundle
@@ -539,8 +539,8 @@ def test_verify_finds_the_checkpoint_by_sha_on_this_machine_else_asks_for_it(bui
 
 
 def test_report_ignores_stale_evidence_and_import_profile_records_the_digest(tmp_path):
-    from edgeir.profile_import import import_profile
-    from edgeir.report import report
+    from edgeir.profiles.importing import import_profile
+    from edgeir.report.build import report
 
     root = tmp_path / "artifacts"
     path = write_synthetic_bundle(root, "anyir-tiny-allinone3-onnx-fp32", latency_ms=[1, 2, 3])

@@ -6,7 +6,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgeir.targets.onnx_qdq import fold_weight_quantization, quantize_constant
+from edgeir.targets.onnx.qdq import fold_weight_quantization, quantize_constant
 from onnx import TensorProto, helper, numpy_helper
 
 

@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from edgeir.errors import StageError
-from edgeir.pipeline import apply_rewrites
+from edgeir.pipeline.export import apply_rewrites
 from edgeir.recipe import ExportRecipe, Program, Rewrite, TensorSpec, TileSpec
 
 SHAPE = (1, 3, 8, 8)

@@ -9,8 +9,8 @@ from profile_fixtures import write_etdump, write_ort_profile
 
 from edgeir.cli import main
 from edgeir.errors import UsageError
-from edgeir.profile import bundle_profiles, load_profile
-from edgeir.profile_import import detect_format, import_profile
+from edgeir.profiles.importing import detect_format, import_profile
+from edgeir.profiles.profile import bundle_profiles, load_profile
 
 PAYLOAD = b"artifact bytes"
 SHA = hashlib.sha256(PAYLOAD).hexdigest()

@@ -10,10 +10,10 @@ from conftest import write_synthetic_bundle
 import edgeir
 from edgeir.cli import main
 from edgeir.errors import UsageError
-from edgeir.profile import Measurement, bundle_profiles, percentile
-from edgeir.profiling import profile
-from edgeir.report import report
-from edgeir.report_plots import Point, pareto_front
+from edgeir.profiles.measure import profile
+from edgeir.profiles.profile import Measurement, bundle_profiles, percentile
+from edgeir.report.build import report
+from edgeir.report.plots import Point, pareto_front
 
 
 @pytest.fixture(scope="module")

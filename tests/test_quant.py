@@ -108,7 +108,7 @@ def test_bad_scheme_target_combinations_are_clear_errors(tmp_path, target, kwarg
 
 def test_quant_report_ranks_module_groups_of_a_wrapped_program():
     """The sensitivity report quantizes all but one group at a time; FlexIR's program wraps the model."""
-    from edgeir.quant_report import module_groups, sensitivity
+    from edgeir.quantization.sensitivity import module_groups, sensitivity
 
     model = edgeir.build_model("flexir", variant="tiny", weights="random")
     from edgeir.plugins.flexir.programs import ExitProgram

@@ -14,8 +14,8 @@ from torch import nn
 
 from edgeir.errors import UsageError
 from edgeir.method import IOContract
-from edgeir.quantization import QuantScheme
-from edgeir.quantize import program_feeder, quantize_recipe, quantized_programs
+from edgeir.quantization.scheme import QuantScheme
+from edgeir.quantization.stage import program_feeder, quantize_recipe, quantized_programs
 from edgeir.recipe import ExportRecipe, Program, QuantHints, TensorSpec, TileSpec
 
 SIZE = 16

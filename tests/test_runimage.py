@@ -7,12 +7,12 @@ from PIL import Image
 import edgeir
 from edgeir.bundle import Bundle
 from edgeir.cli import main
-from edgeir.imageio import load_image, write_image
-from edgeir.metrics import psnr
-from edgeir.photos import builtin_photos
+from edgeir.data.imageio import load_image, write_image
+from edgeir.data.photos import builtin_photos
+from edgeir.evaluation.metrics import psnr
 from edgeir.recipe import RecipeOptions
-from edgeir.reference import ReferenceRunner
-from edgeir.runimage import restore, run, tile_policy
+from edgeir.runtime.reference import ReferenceRunner
+from edgeir.runtime.restore import restore, run, tile_policy
 
 
 @pytest.fixture(scope="module")

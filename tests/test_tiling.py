@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edgeir.tiling import dynamic_tile, pad_to, plan_tiles, restore_tiled
+from edgeir.runtime.tiling import dynamic_tile, pad_to, plan_tiles, restore_tiled
 
 
 def identity(batch):

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 
 import edgeir
-from edgeir.data import TrainingPairs, evaluation_pairs, load_images
+from edgeir.data.datasets import TrainingPairs, evaluation_pairs, load_images
 from edgeir.errors import CheckpointError, UsageError
-from edgeir.train import CharbonnierObjective, fine_tune, load_training_state, lr_factor
+from edgeir.training.loop import CharbonnierObjective, fine_tune, load_training_state, lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +139,7 @@ class _TwoExits(nn.Module):
 
 
 def test_evaluation_reports_every_exit_of_a_multi_exit_model(images):
-    from edgeir.evaluation import evaluate
+    from edgeir.evaluation.accuracy import evaluate
 
     pairs = evaluation_pairs("denoise25", source=images, crop=16, count=2)
     result = evaluate(_TwoExits(), pairs)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from edgeir.targets.xnnpack_passes import PASSES, apply_delegate_passes
+from edgeir.targets.executorch.xnnpack_passes import PASSES, apply_delegate_passes
 from torch import nn
 
 
@@ -136,7 +136,8 @@ def test_a_pass_that_changes_the_output_is_refused(monkeypatch) -> None:
 @pytest.mark.target_executorch
 def test_third_party_model_is_one_xnnpack_delegate(tmp_path) -> None:
     """Through the target, as a plugin's recipe would reach it: one subgraph, nothing outside, equal output."""
-    from edgeir.targets.executorch import PTE, TARGET, ExecuTorchRunner
+    from edgeir.targets.executorch import PTE, TARGET
+    from edgeir.targets.executorch.runtime import ExecuTorchRunner
 
     from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec
     from edgeir.target import ExportOptions

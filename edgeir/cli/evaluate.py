@@ -31,7 +31,7 @@ def handle(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from edgeir.evaluation import run_eval
+    from edgeir.evaluation.accuracy import run_eval
 
     named = run_eval(args.subject, task=args.task, variant=args.variant, weights=args.weights, data=args.data,
                      count=args.count, crop=args.crop, seed=args.seed)

@@ -71,7 +71,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.pipeline import export
+    from edgeir.pipeline.export import export
     from edgeir.recipe import TLCOptions
 
     tlc = None

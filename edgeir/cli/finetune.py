@@ -55,7 +55,7 @@ def handle(args: argparse.Namespace) -> int:
         from edgeir.errors import UsageError
 
         raise UsageError("--target and --backend belong to quantization-aware fine-tuning: add --qat int8")
-    from edgeir.finetune import finetune
+    from edgeir.training.finetune import finetune
 
     result = finetune(args.method, task=args.task, variant=args.variant, data=args.data, steps=args.steps,
                       weights=args.weights, output=args.output, crop=args.crop or 64, batch=args.batch,
@@ -83,7 +83,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _quantization_aware(args: argparse.Namespace) -> int:
     from edgeir.errors import UsageError
-    from edgeir.finetune import quantization_aware_finetune
+    from edgeir.training.finetune import quantization_aware_finetune
 
     if not args.target:
         raise UsageError("--qat needs --target: the quantizer it trains against is the target's "

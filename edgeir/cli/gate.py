@@ -26,8 +26,8 @@ def add_parser(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.errors import GateFailed
-    from edgeir.gate_output import tally, text_table
-    from edgeir.gates import run_gate
+    from edgeir.gates.render import tally, text_table
+    from edgeir.gates.rules import run_gate
 
     report = run_gate(args.gates, junit=args.junit, markdown=args.markdown, trust_key=args.trust_key)
     if not args.quiet:

@@ -29,7 +29,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.profile_import import import_profile
+    from edgeir.profiles.importing import import_profile
 
     result, path = import_profile(args.bundle, args.file, format=args.format, device=args.device, chip=args.chip,
                                   os=args.os, sha256=args.sha256, program=args.program, threads=args.threads,

@@ -9,7 +9,7 @@ from edgeir.cli.common import TRUST_KEY_HELP
 
 def _threads(text: str) -> list[int]:
     from edgeir.errors import UsageError
-    from edgeir.profiling import check_thread_counts
+    from edgeir.profiles.measure import check_thread_counts
 
     try:
         counts = [int(part) for part in text.split(",") if part.strip()]
@@ -57,7 +57,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.profiling import profile
+    from edgeir.profiles.measure import profile
 
     result, path = profile(args.bundle, program=args.program, threads=args.threads, runs=args.runs,
                            warmup=args.warmup, ops=args.ops, trust_key=args.trust_key)

@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.quant_report import sensitivity
+    from edgeir.quantization.sensitivity import sensitivity
 
     report = sensitivity(args.method, args.target, variant=args.variant, task=args.task, weights=args.weights,
                          depth=args.depth)

@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.report import report
+    from edgeir.report.build import report
 
     result = report(args.artifacts, output=args.output, crop=args.crop, adaptive=args.adaptive,
                     trust_key=args.trust_key)

@@ -47,7 +47,7 @@ def add_parser(subparsers) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from edgeir.errors import BatchError, UsageError
-    from edgeir.runimage import restore, restore_adaptive
+    from edgeir.runtime.restore import restore, restore_adaptive
 
     program = args.program
     if args.pointer is not None:

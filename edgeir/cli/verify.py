@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from edgeir.verification import verify
+    from edgeir.runtime.verify import verify
 
     report = verify(args.bundle, photos=args.photos, weights=args.weights, trust_key=args.trust_key,
                     runtime=args.runtime)

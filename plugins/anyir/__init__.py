@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.weights.shipped import weights_table
 
 if TYPE_CHECKING:
     import torch
@@ -110,4 +111,5 @@ SPEC = MethodSpec(
     recipe=_recipe,
     io=_io,
     convert_checkpoint=_convert_checkpoint,
+    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )

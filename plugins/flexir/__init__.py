@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeir.errors import UsageError
 from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.weights.shipped import weights_table
 
 if TYPE_CHECKING:
     import torch
@@ -104,4 +105,5 @@ SPEC = MethodSpec(
     convert_checkpoint=_convert_checkpoint,
     objective=_objective,
     adaptive=_adaptive,
+    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )

@@ -145,7 +145,7 @@ class AdaptiveResult:
 
 
 #: Built-in photos the stopping rule is calibrated on: scikit-image's, none of them among the photos
-#: ``edgeir verify`` and the benches measure on (``edgeir.photos.BUILTIN_PHOTOS``).
+#: ``edgeir verify`` and the benches measure on (``edgeir.data.photos.BUILTIN_PHOTOS``).
 CALIBRATION_PHOTOS = ("brick.png", "camera.png", "coins.png", "grass.png", "gravel.png", "ihc.png", "moon.png",
                       "retina.jpg")
 
@@ -157,8 +157,8 @@ def calibration_regions(task: str, size: tuple[int, int], *, per_side: int = 2,
     Each photo's centre crop of up to ``per_side`` x ``per_side`` regions of ``size`` (fewer where
     the photo is smaller), degraded for ``task`` with a seed per photo.
     """
-    from edgeir.imageio import read_image
-    from edgeir.photos import degrade, fit_to, photo_dir
+    from edgeir.data.imageio import read_image
+    from edgeir.data.photos import degrade, fit_to, photo_dir
 
     h, w = size
     out = []

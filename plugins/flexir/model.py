@@ -435,7 +435,7 @@ class FlexIR(nn.Module):
     def macs_at_pointer(self, pointer: int, size: tuple[int, int], convention: str = "edgeir") -> int:
         """MACs of one forward pass with pointer P on a (1, C, H, W) input.
 
-        Counted with :func:`edgeir.macs.count_macs` per part (stem, one group, exit head) and summed:
+        Counted with :func:`edgeir.evaluation.macs.count_macs` per part (stem, one group, exit head) and summed:
         the groups share one configuration, so one group is counted per size and reused.
 
         Args:
@@ -454,7 +454,7 @@ class FlexIR(nn.Module):
         return macs
 
     def _part_macs(self, size: tuple[int, int]) -> dict[str, int]:
-        from edgeir.macs import count_macs
+        from edgeir.evaluation.macs import count_macs
 
         cache = self.__dict__.setdefault("_macs_cache", {})
         if size not in cache:

@@ -25,7 +25,7 @@ def copy_last_head(model: nn.Module) -> None:
 def train_full_model(model: nn.Module, train, *, steps: int, lr: float, eval_pairs=None, device=None,
                      progress_desc: str = "FlexIR full model (teacher stand-in)") -> Any:
     """Train pointer N alone with Charbonnier, then copy its head into every exit; returns the TrainReport."""
-    from edgeir.train import CharbonnierObjective, fine_tune
+    from edgeir.training.loop import CharbonnierObjective, fine_tune
 
     report = fine_tune(model, CharbonnierObjective(model), train, steps=steps, lr=lr, eval_pairs=eval_pairs,
                        device=device, progress_desc=progress_desc)

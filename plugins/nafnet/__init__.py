@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.weights.shipped import weights_table
 
 if TYPE_CHECKING:
     import torch
@@ -131,6 +132,7 @@ SPEC = MethodSpec(
     recipe=_recipe,
     io=_io,
     convert_checkpoint=_convert_checkpoint,
+    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )
 
 LOCAL_SPEC = MethodSpec(
@@ -144,5 +146,5 @@ LOCAL_SPEC = MethodSpec(
     recipe=_recipe_local,
     io=_io_local,
     convert_checkpoint=_convert_checkpoint,
-    weights_of="nafnet",
+    weights=SPEC.weights,
 )

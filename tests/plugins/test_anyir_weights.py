@@ -73,8 +73,8 @@ def test_bundle_records_weights_and_verify_rebuilds_them(weighted_bundle):
 
 
 def test_run_writes_the_restored_image(trained_like, weighted_bundle, tmp_path):
-    from edgeir.imageio import read_image, write_image
-    from edgeir.photos import builtin_photos, fit_to
+    from edgeir.data.imageio import read_image, write_image
+    from edgeir.data.photos import builtin_photos, fit_to
 
     _, path = trained_like
     bundle = weighted_bundle
@@ -92,9 +92,9 @@ def test_run_writes_the_restored_image(trained_like, weighted_bundle, tmp_path):
 
 def test_run_pads_an_image_outside_the_program_range(trained_like, weighted_bundle, tmp_path):
     """30x30 is not a multiple of 8: it is padded by reflection to a tile and cropped back."""
-    from edgeir.imageio import read_image, write_image
-    from edgeir.runimage import tile_policy
-    from edgeir.tiling import pad_to
+    from edgeir.data.imageio import read_image, write_image
+    from edgeir.runtime.restore import tile_policy
+    from edgeir.runtime.tiling import pad_to
 
     _, path = trained_like
     write_image(tmp_path / "odd.png", np.random.default_rng(0).random((30, 30, 3)))

@@ -185,7 +185,7 @@ def test_recipe_has_the_three_programs_with_global_ipr_tiling():
 
 
 def test_global_state_runs_the_prior_once_on_the_downscaled_photo():
-    from edgeir.globalstate import resize_area, tile_program_for, tile_runner
+    from edgeir.runtime.whole_photo import resize_area, tile_program_for, tile_runner
 
     image = {"name": "image", "kind": "image", "shape": [1, 3, 16, 16]}
     noise = {"name": "noise", "kind": "vector", "shape": [1, 4], "source": "zeros"}
@@ -217,12 +217,12 @@ def test_global_state_runs_the_prior_once_on_the_downscaled_photo():
 
 
 def test_artifact_restores_a_large_photo_with_one_global_ipr(exported, tmp_path):
-    from edgeir.globalstate import tile_runner
-    from edgeir.imageio import load_image, write_image
-    from edgeir.reference import ReferenceRunner
-    from edgeir.runimage import default_program, run, tile_policy
-    from edgeir.tiling import restore_tiled
-    from edgeir.verification import reference_program
+    from edgeir.data.imageio import load_image, write_image
+    from edgeir.runtime.reference import ReferenceRunner
+    from edgeir.runtime.restore import default_program, run, tile_policy
+    from edgeir.runtime.tiling import restore_tiled
+    from edgeir.runtime.verify import reference_program
+    from edgeir.runtime.whole_photo import tile_runner
 
     bundle = exported("diffir", "executorch")
     assert default_program(bundle)["name"] == "restore"

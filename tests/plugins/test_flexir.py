@@ -36,7 +36,7 @@ def test_paper_macs_per_pointer_match_table3():
 
 
 def test_macs_per_part_equal_whole_model_count():
-    from edgeir.macs import count_macs
+    from edgeir.evaluation.macs import count_macs
 
     model = tiny()
     assert model.macs_at_pointer(2, (32, 32)) == count_macs(model, torch.zeros(1, 3, 32, 32))
@@ -292,9 +292,9 @@ def test_exits_option_lists_exit_and_staged_programs_with_costs():
 
 @pytest.mark.slow
 def test_executorch_staged_program_takes_the_same_exits_as_the_eager_controller(tmp_path):
+    from edgeir.data.photos import builtin_photos, degrade, fit_to
     from edgeir.discovery import targets
-    from edgeir.photos import builtin_photos, degrade, fit_to
-    from edgeir.reference import build_model_with_weights
+    from edgeir.weights.build import build_model_with_weights
 
     bundle = edgeir.export("flexir", "executorch", variant="tiny", output=tmp_path, exits="all", weights="random")
     runner = targets().get("executorch").runtime(bundle)
@@ -345,8 +345,8 @@ def test_run_adaptive_picks_exits_per_tile_and_reports_compute(onnx_exits_bundle
     import json
 
     from edgeir.cli import main
-    from edgeir.imageio import load_image, write_image
-    from edgeir.photos import builtin_photos
+    from edgeir.data.imageio import load_image, write_image
+    from edgeir.data.photos import builtin_photos
 
     photo = tmp_path / "photo.png"
     write_image(photo, builtin_photos(1)[0][1][:64, :80])
@@ -369,7 +369,7 @@ def test_run_adaptive_picks_exits_per_tile_and_reports_compute(onnx_exits_bundle
 
 
 def test_report_draws_the_adaptive_curve_of_an_exits_bundle(onnx_exits_bundle, tmp_path):
-    from edgeir.report import ADAPTIVE_THRESHOLDS, adaptive_curves, collect, report
+    from edgeir.report.build import ADAPTIVE_THRESHOLDS, adaptive_curves, collect, report
 
     (curve,), notes = adaptive_curves(collect(onnx_exits_bundle.path.parent), photos=1)
     assert not notes and curve.thresholds == ADAPTIVE_THRESHOLDS

@@ -66,11 +66,8 @@ def test_restormer_rejects_sizes_that_are_not_multiples_of_8():
 
 @pytest.mark.parametrize("method", ["restormer", "nafnet"])
 def test_tlc_form_loads_its_global_models_shipped_weights(method):
-    from edgeir.default_weights import shipped_weights
-    from edgeir.reference import build_model_with_weights
+    from edgeir.weights.build import build_model_with_weights
 
-    if shipped_weights(method, "tiny", "denoise25") is None:
-        pytest.skip(f"no shipped {method} tiny denoise25 weights")
     _, global_info = build_model_with_weights(method, "tiny", "denoise25")
     _, local_info = build_model_with_weights(f"{method}-local", "tiny", "denoise25")
     assert local_info.source == global_info.source == "edgeir-default"

@@ -1,0 +1,1 @@
+"""``edgeir report``: what a person looks at (:mod:`.build`) and its figures (:mod:`.plots`)."""
