@@ -180,7 +180,9 @@ def export(
         target: Registered target name.
         variant: Model variant (method default when None).
         task: Restoration task (method default when None).
-        weights: Checkpoint to load; None uses a seeded random initialisation (and says so).
+        weights: Checkpoint to load; None loads the weights the plugin ships for this variant and task
+            (``MethodSpec.weights``) and, where it ships none, a seeded random initialisation (and says so);
+            ``"random"`` asks for the random initialisation explicitly.
         output: Directory the bundle directory is created in.
         quant: Quantization / precision scheme (target default when None).
         backend: Target backend (target default when None).

@@ -107,7 +107,8 @@ def build_model(
         method: Registered method name.
         variant: Model variant (method default when None).
         task: Restoration task (method default when None).
-        weights: Checkpoint to load strictly; None means random initialisation (a warning is logged).
+        weights: Checkpoint to load strictly; None loads the plugin's shipped weights for this variant and
+            task, else a seeded random initialisation (a warning is logged); ``"random"`` asks for it.
 
     Raises:
         UnknownNameError: for an unknown method, variant or task, listing the valid ones.
