@@ -114,7 +114,7 @@ def test_mean_forms() -> None:
 
 
 def test_a_pass_that_changes_the_output_is_refused(monkeypatch) -> None:
-    from edgeir.targets import xnnpack_passes
+    from edgeir.targets.executorch import xnnpack_passes
 
     def wrong(ctx) -> int:  # a "rewrite" that doubles every convolution's output
         n = 0
