@@ -23,14 +23,13 @@ Variants (per task; the ``paper`` counts equal the official unique parameter cou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from edgeir.plugins._layers.spec import Lazy, program_size, shipped_weights, tile
 
 from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
@@ -69,15 +68,12 @@ def _build(variant: str, task: str) -> nn.Module:
 def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.plugins.diffir.model import PriorProgram, RestoreProgram
 
-    from edgeir.errors import UsageError
-    from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, TensorSpec, TileSpec
+    from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, TensorSpec
 
     io = _io(options.variant, options.task)
     multiple = io.size_multiple
-    size = DEFAULT_SIZE[options.variant]
-    height, width = options.input_size or (max(size, 2 * multiple),) * 2
-    if height % multiple or width % multiple:
-        raise UsageError(f"DiffIR {options.task} needs H and W multiples of {multiple}; got {height}x{width}")
+    height, width = program_size(options, max(DEFAULT_SIZE[options.variant], 2 * multiple), multiple,
+                                 f"DiffIR {options.task}")
     image = TensorSpec("image", (1, io.in_channels, height, width), pad_to=multiple,
                        color_order="RGB" if io.in_channels == 3 else "RGB+mask")
     noise = TensorSpec("noise", (1, IPR_DIM), layout="NC", kind="vector", value_range=NOISE_RANGE, color_order="",
@@ -100,19 +96,12 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     )
     return ExportRecipe(
         programs=programs,
-        tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=multiple,
-                      global_state="program:prior"),
+        tile=tile(height, width, multiple, global_state="program:prior"),
         # int8: CPEN and the diffusion MLP stay float (a 256-float prior drives every block); forward is
         # prior then restore, so an int8 bundle ships those two and one quantized DIRformer.
         quant=QuantHints(keep_float=("condition", "denoise"), calibration_size=32, programs=("prior", "restore")),
         tlc=record,
     )
-
-
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    from edgeir.plugins.diffir.checkpoint import official_state_dict
-
-    return official_state_dict(raw)
 
 
 SPEC = MethodSpec(
@@ -131,6 +120,6 @@ SPEC = MethodSpec(
     build=_build,
     recipe=_recipe,
     io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
+    convert_checkpoint=Lazy("edgeir.plugins.diffir.checkpoint:official_state_dict"),
+    weights=shipped_weights(__file__),
 )

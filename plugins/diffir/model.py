@@ -28,6 +28,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from edgeir.plugins._layers.attention import channel_attention
+from edgeir.plugins._layers.feedforward import GatedFeedForward
+from edgeir.plugins._layers.norm import BodyLayerNorm
 from torch import nn
 
 __all__ = ["DiffIR", "DiffIRConfig", "config_for", "diffusion_coefficients", "unique_parameter_count"]
@@ -142,36 +145,22 @@ def diffusion_coefficients(config: DiffIRConfig) -> list[tuple[float, float]]:
 # DIRformer
 
 
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of an NCHW map (the release's to_3d / LayerNorm / to_4d).
+def layer_norm(channels: int, kind: str) -> BodyLayerNorm:
+    """DIRformer's channel LayerNorm (the release's to_3d / LayerNorm / to_4d; ``body.*`` keys).
 
-    Parameters live under ``body`` as in the release; ``bias_free`` scales without subtracting
-    the mean (as Restormer's BiasFree_LayerNorm does).
+    ``bias_free`` scales without subtracting the mean (Restormer's BiasFree_LayerNorm). The
+    arithmetic is the release's literal ``(x - mean) / sqrt(var + eps)``, which DiffIR's outputs
+    (and its shipped weights' results) are pinned with.
     """
-
-    def __init__(self, channels: int, kind: str) -> None:
-        super().__init__()
-        self.body = nn.Module()
-        self.body.weight = nn.Parameter(torch.ones(channels))
-        self.with_bias = kind == "with_bias"
-        if self.with_bias:
-            self.body.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        weight = self.body.weight.view(1, -1, 1, 1)
-        if self.with_bias:
-            mu = x.mean(dim=1, keepdim=True)
-            return (x - mu) / torch.sqrt(var + _LAYERNORM_EPS) * weight + self.body.bias.view(1, -1, 1, 1)
-        return x / torch.sqrt(var + _LAYERNORM_EPS) * weight
+    return BodyLayerNorm(channels, bias=kind == "with_bias", eps=_LAYERNORM_EPS, arithmetic="sqrt-divide")
 
 
 class TransposedAttention(nn.Module):
     """Multi-head transposed (channel) attention over the whole map: a global operation.
 
     Parameter-free on purpose: the attention core is one small module so a local (TLC) version
-    can replace it without touching the weights. Scores are ``C/h x C/h`` per head, from
-    L2-normalised queries and keys over all pixels.
+    can replace it without touching the weights; the arithmetic is the shared
+    :func:`~edgeir.plugins._layers.attention.channel_attention`.
     """
 
     def __init__(self, num_heads: int) -> None:
@@ -179,16 +168,7 @@ class TransposedAttention(nn.Module):
         self.num_heads = num_heads
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = q.shape
-        heads = self.num_heads
-        q = q.reshape(b, heads, c // heads, h * w)
-        k = k.reshape(b, heads, c // heads, h * w)
-        v = v.reshape(b, heads, c // heads, h * w)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * temperature
-        attn = attn.softmax(dim=-1)
-        return (attn @ v).reshape(b, c, h, w)
+        return channel_attention(q, k, v, self.num_heads, temperature)
 
 
 class DMTA(nn.Module):
@@ -211,23 +191,19 @@ class DMTA(nn.Module):
         return self.project_out(self.attend(q, k, v, self.temperature))
 
 
-class DGFN(nn.Module):
-    """Dynamic gated feed-forward network (Eq. 6, 8): IPR modulation, 1x1 to 2 x hidden,
-    depth-wise 3x3, GELU gate, 1x1 back. Keys as the release's ``FeedForward``."""
+class DGFN(GatedFeedForward):
+    """Dynamic gated feed-forward network (Eq. 6, 8): IPR modulation, then the GDFN (1x1 to 2 x hidden,
+    depth-wise 3x3, GELU gate, 1x1 back). Keys as the release's ``FeedForward`` plus ``kernel``."""
 
     def __init__(self, channels: int, expansion: float, ipr_dim: int) -> None:
-        super().__init__()
-        hidden = int(channels * expansion)
-        self.kernel = nn.Sequential(nn.Linear(ipr_dim, 2 * channels, bias=False))
-        self.project_in = nn.Conv2d(channels, 2 * hidden, 1, bias=False)
-        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=False)
-        self.project_out = nn.Conv2d(hidden, channels, 1, bias=False)
+        # Built before the convolutions, as in the release, so a seeded random initialisation draws the same values.
+        kernel = nn.Sequential(nn.Linear(ipr_dim, 2 * channels, bias=False))
+        super().__init__(channels, expansion, bias=False)
+        self.kernel = kernel
 
-    def forward(self, x: torch.Tensor, ipr: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ipr: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         scale, shift = self.kernel(ipr).view(ipr.shape[0], -1, 1, 1).chunk(2, dim=1)
-        x = self.project_in(x * scale + shift)
-        x1, x2 = self.dwconv(x).chunk(2, dim=1)
-        return self.project_out(F.gelu(x1) * x2)
+        return super().forward(x * scale + shift)
 
 
 class DynamicTransformerBlock(nn.Module):
@@ -235,9 +211,9 @@ class DynamicTransformerBlock(nn.Module):
 
     def __init__(self, channels: int, num_heads: int, config: DiffIRConfig) -> None:
         super().__init__()
-        self.norm1 = ChannelLayerNorm(channels, config.layernorm)
+        self.norm1 = layer_norm(channels, config.layernorm)
         self.attn = DMTA(channels, num_heads, config.ipr_dim)
-        self.norm2 = ChannelLayerNorm(channels, config.layernorm)
+        self.norm2 = layer_norm(channels, config.layernorm)
         self.ffn = DGFN(channels, config.ffn_expansion_factor, config.ipr_dim)
 
     def forward(self, x: torch.Tensor, ipr: torch.Tensor) -> torch.Tensor:

@@ -22,15 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from edgeir.plugins._layers.spec import Lazy, shipped_weights
+
 from edgeir.errors import UsageError
 from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
-
-    from edgeir.recipe import ExportRecipe, RecipeOptions
 
 TASKS = ("denoise15", "denoise25", "denoise50", "jpeg10", "jpeg20", "jpeg30", "jpeg40", "sr2", "sr3", "sr4")
 WINDOW = {"paper": 8, "mobile": 8, "tiny": 4}
@@ -54,27 +52,9 @@ def _build(variant: str, task: str) -> nn.Module:
     return FlexIR(config_for(variant, task))
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
-    from edgeir.plugins.flexir.programs import build_recipe
-
-    return build_recipe(model, options)
-
-
 def _io(variant: str, task: str) -> IOContract:
     scale = int(task[2:]) if task.startswith("sr") else 1
     return IOContract(in_channels=3, out_channels=3, scale=scale, size_multiple=window_for(variant, task))
-
-
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    from edgeir.plugins.flexir.checkpoint import official_state_dict
-
-    return official_state_dict(raw)
-
-
-def _objective(model: nn.Module) -> nn.Module:
-    from edgeir.plugins.flexir.objective import ProgressiveSelfDistillation
-
-    return ProgressiveSelfDistillation(model)
 
 
 def _adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
@@ -100,10 +80,10 @@ SPEC = MethodSpec(
     ),
     default_task="denoise25",
     build=_build,
-    recipe=_recipe,
+    recipe=Lazy("edgeir.plugins.flexir.programs:build_recipe"),
     io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    objective=_objective,
+    convert_checkpoint=Lazy("edgeir.plugins.flexir.checkpoint:official_state_dict"),
+    objective=Lazy("edgeir.plugins.flexir.objective:ProgressiveSelfDistillation"),
     adaptive=_adaptive,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
+    weights=shipped_weights(__file__),
 )
