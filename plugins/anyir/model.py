@@ -22,6 +22,7 @@ import torch
 from edgeir.plugins._layers.attention import qkv_attention
 from edgeir.plugins._layers.feedforward import GatedFeedForward
 from edgeir.plugins._layers.norm import BodyLayerNorm
+from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
 from torch import nn
 
 __all__ = [
@@ -242,56 +243,13 @@ class DualPathAttention(nn.Module):
         return self.project_out(self.lam * spatial + (1.0 - self.lam) * frequency)
 
 
-class DegradationAdaptationBlock(nn.Module):
+class DegradationAdaptationBlock(PreNormBlock):
     """Pre-norm block: ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
 
     def __init__(self, channels: int, num_heads: int, config: AnyIRConfig) -> None:
-        super().__init__()
-        self.norm1 = layer_norm(channels, config.layernorm)
-        self.attn = DualPathAttention(channels, num_heads, config.bias)
-        self.norm2 = layer_norm(channels, config.layernorm)
-        self.ffn = GatedFeedForward(channels, config.ffn_expansion_factor, config.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
-
-
-class PatchEmbed(nn.Module):
-    """3x3 convolution from image to feature space (no bias, as released)."""
-
-    def __init__(self, in_channels: int, channels: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-class Downsample(nn.Module):
-    """Halve H and W, double channels: 3x3 conv to ``C/2`` then PixelUnshuffle(2)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Upsample(nn.Module):
-    """Double H and W, halve channels: 3x3 conv to ``2C`` then PixelShuffle(2)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, 2 * channels, 3, padding=1, bias=False), nn.PixelShuffle(2)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        super().__init__(layer_norm(channels, config.layernorm), DualPathAttention(channels, num_heads, config.bias),
+                         layer_norm(channels, config.layernorm),
+                         GatedFeedForward(channels, config.ffn_expansion_factor, config.bias))
 
 
 def _stage(channels: int, num_heads: int, depth: int, config: AnyIRConfig) -> nn.Sequential:

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from edgeir.plugins._layers.attention import channel_attention
 from edgeir.plugins._layers.feedforward import GatedFeedForward
 from edgeir.plugins._layers.norm import BodyLayerNorm
+from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
 from torch import nn
 
 __all__ = ["DiffIR", "DiffIRConfig", "config_for", "diffusion_coefficients", "unique_parameter_count"]
@@ -206,19 +207,13 @@ class DGFN(GatedFeedForward):
         return super().forward(x * scale + shift)
 
 
-class DynamicTransformerBlock(nn.Module):
-    """One DIRformer block: x + DMTA(LN(x), Z), then x + DGFN(LN(x), Z)."""
+class DynamicTransformerBlock(PreNormBlock):
+    """One DIRformer block: x + DMTA(LN(x), Z), then x + DGFN(LN(x), Z); ``forward(x, ipr)``."""
 
     def __init__(self, channels: int, num_heads: int, config: DiffIRConfig) -> None:
-        super().__init__()
-        self.norm1 = layer_norm(channels, config.layernorm)
-        self.attn = DMTA(channels, num_heads, config.ipr_dim)
-        self.norm2 = layer_norm(channels, config.layernorm)
-        self.ffn = DGFN(channels, config.ffn_expansion_factor, config.ipr_dim)
-
-    def forward(self, x: torch.Tensor, ipr: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), ipr)
-        return x + self.ffn(self.norm2(x), ipr)
+        super().__init__(layer_norm(channels, config.layernorm), DMTA(channels, num_heads, config.ipr_dim),
+                         layer_norm(channels, config.layernorm),
+                         DGFN(channels, config.ffn_expansion_factor, config.ipr_dim))
 
 
 class Stage(nn.ModuleList):
@@ -231,33 +226,6 @@ class Stage(nn.ModuleList):
         for block in self:
             x = block(x, ipr)
         return x
-
-
-class _Conv(nn.Module):
-    """A bias-free 3x3 conv held as ``proj`` (the release's OverlapPatchEmbed)."""
-
-    def __init__(self, in_channels: int, channels: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-class Resample(nn.Module):
-    """3x3 conv + PixelUnshuffle(2) (down: half the channels, then 4x) or + PixelShuffle(2) (up)."""
-
-    def __init__(self, channels: int, down: bool) -> None:
-        super().__init__()
-        if down:
-            self.body = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False),
-                                      nn.PixelUnshuffle(2))
-        else:
-            self.body = nn.Sequential(nn.Conv2d(channels, channels * 2, 3, padding=1, bias=False),
-                                      nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 def nearest_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -280,21 +248,21 @@ class DIRformer(nn.Module):
         dim, blocks, heads = config.dim, config.num_blocks, config.heads
         widths = [dim, 2 * dim, 4 * dim, 8 * dim]
         embed_in = config.in_channels * config.unshuffle**2
-        self.patch_embed = _Conv(embed_in, dim)
+        self.patch_embed = PatchEmbed(embed_in, dim)
         self.encoder_level1 = Stage(widths[0], heads[0], blocks[0], config)
-        self.down1_2 = Resample(widths[0], down=True)
+        self.down1_2 = Downsample(widths[0])
         self.encoder_level2 = Stage(widths[1], heads[1], blocks[1], config)
-        self.down2_3 = Resample(widths[1], down=True)
+        self.down2_3 = Downsample(widths[1])
         self.encoder_level3 = Stage(widths[2], heads[2], blocks[2], config)
-        self.down3_4 = Resample(widths[2], down=True)
+        self.down3_4 = Downsample(widths[2])
         self.latent = Stage(widths[3], heads[3], blocks[3], config)
-        self.up4_3 = Resample(widths[3], down=False)
+        self.up4_3 = Upsample(widths[3])
         self.reduce_chan_level3 = nn.Conv2d(widths[3], widths[2], 1, bias=False)
         self.decoder_level3 = Stage(widths[2], heads[2], blocks[2], config)
-        self.up3_2 = Resample(widths[2], down=False)
+        self.up3_2 = Upsample(widths[2])
         self.reduce_chan_level2 = nn.Conv2d(widths[2], widths[1], 1, bias=False)
         self.decoder_level2 = Stage(widths[1], heads[1], blocks[1], config)
-        self.up2_1 = Resample(widths[1], down=False)
+        self.up2_1 = Upsample(widths[1])
         self.decoder_level1 = Stage(widths[1], heads[0], blocks[0], config)
         if config.num_refinement_blocks:
             self.refinement = Stage(widths[1], heads[0], config.num_refinement_blocks, config)

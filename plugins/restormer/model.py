@@ -19,6 +19,7 @@ import torch
 from edgeir.plugins._layers.attention import TransposedAttention
 from edgeir.plugins._layers.feedforward import GatedFeedForward
 from edgeir.plugins._layers.norm import BodyLayerNorm
+from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
 from torch import nn
 
 __all__ = ["Restormer", "RestormerConfig", "SIZE_MULTIPLE", "TransposedAttention", "config_for"]
@@ -80,52 +81,13 @@ def layer_norm(channels: int, kind: str) -> BodyLayerNorm:
     return BodyLayerNorm(channels, bias=kind == "WithBias", eps=_LAYERNORM_EPS)
 
 
-class TransformerBlock(nn.Module):
-    """``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
+class TransformerBlock(PreNormBlock):
+    """``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``: MDTA and GDFN."""
 
     def __init__(self, channels: int, num_heads: int, config: RestormerConfig) -> None:
-        super().__init__()
-        self.norm1 = layer_norm(channels, config.layernorm)
-        self.attn = TransposedAttention(channels, num_heads, config.bias)
-        self.norm2 = layer_norm(channels, config.layernorm)
-        self.ffn = GatedFeedForward(channels, config.ffn_expansion_factor, config.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
-
-
-class OverlapPatchEmbed(nn.Module):
-    """3x3 conv from image to features (key ``proj``)."""
-
-    def __init__(self, in_channels: int, channels: int, bias: bool) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, channels, 3, padding=1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-class Downsample(nn.Module):
-    """3x3 conv to C/2, PixelUnshuffle(2): half the size, twice the channels."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Upsample(nn.Module):
-    """3x3 conv to 2C, PixelShuffle(2): twice the size, half the channels."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        super().__init__(layer_norm(channels, config.layernorm), TransposedAttention(channels, num_heads, config.bias),
+                         layer_norm(channels, config.layernorm),
+                         GatedFeedForward(channels, config.ffn_expansion_factor, config.bias))
 
 
 def _stage(channels: int, heads: int, depth: int, config: RestormerConfig) -> nn.Sequential:
@@ -145,7 +107,7 @@ class Restormer(nn.Module):
         d = config.dim
         h1, h2, h3, h4 = config.heads
         n1, n2, n3, n4 = config.num_blocks
-        self.patch_embed = OverlapPatchEmbed(config.in_channels, d, config.bias)
+        self.patch_embed = PatchEmbed(config.in_channels, d, config.bias)
         self.encoder_level1 = _stage(d, h1, n1, config)
         self.down1_2 = Downsample(d)
         self.encoder_level2 = _stage(2 * d, h2, n2, config)
