@@ -15,10 +15,11 @@ from edgeir.weights.shipped import weights_table
 if TYPE_CHECKING:
     from torch import nn
 
+    from edgeir.method import MethodSpec
     from edgeir.recipe import Program, RecipeOptions, TileSpec
     from edgeir.weights.shipped import ShippedWeights
 
-__all__ = ["SHIPPED", "Lazy", "image_program", "program_size", "shipped_weights", "tile"]
+__all__ = ["HOOKS", "SHIPPED", "Lazy", "builtin_spec", "image_program", "program_size", "shipped_weights", "tile"]
 
 #: The (variant, task) pairs every built-in plugin ships weights for (files ``weights/<variant>-<task>.safetensors``).
 SHIPPED = (("tiny", "denoise25"), ("mobile", "denoise25"))
@@ -90,3 +91,26 @@ def tile(height: int, width: int, multiple: int, overlap: int = 32, global_state
 
     return TileSpec(size=(height, width), overlap=min(overlap, height // 4), multiple=multiple,
                     global_state=global_state)
+
+
+#: The ``MethodSpec`` hooks a built-in plugin defines as module attributes of the same names.
+HOOKS = ("build", "recipe", "io", "convert_checkpoint", "objective", "adaptive")
+
+
+def builtin_spec(module_name: str, **identity: Any) -> MethodSpec:
+    """The spec of a built-in plugin package: ``identity`` (name, summary, paper, tasks, variants,
+    default task) plus the hooks its module defines under the :data:`HOOKS` names, and its shipped weights.
+
+    Call it at the end of the plugin's ``__init__`` as ``builtin_spec(__name__, ...)``. Without a
+    ``convert_checkpoint`` the module's checkpoints are read by :func:`~.checkpoint.basicsr_state_dict`
+    (its modules carry the official names, nothing is renamed); without ``objective`` or
+    ``adaptive`` MethodSpec's defaults apply.
+    """
+    import sys
+
+    from edgeir.method import MethodSpec
+
+    module = sys.modules[module_name]
+    hooks = {"convert_checkpoint": Lazy("edgeir.plugins._layers.checkpoint:basicsr_state_dict")}
+    hooks.update({name: getattr(module, name) for name in HOOKS if hasattr(module, name)})
+    return MethodSpec(**identity, **hooks, weights=shipped_weights(module.__file__))

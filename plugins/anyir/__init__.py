@@ -17,9 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeir.plugins._layers.spec import Lazy, image_program, program_size, shipped_weights, tile
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
 
-from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
     from torch import nn
@@ -41,13 +41,13 @@ IO = IOContract(
 )
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.anyir.model import VARIANTS, AnyIR
 
     return AnyIR(VARIANTS[variant])
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.plugins.anyir.rewrites import EXPORT_REWRITES
 
     from edgeir.recipe import ExportRecipe, QuantHints, Rewrite
@@ -71,11 +71,14 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     )
 
 
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IO
 
 
-SPEC = MethodSpec(
+convert_checkpoint = Lazy("edgeir.plugins.anyir.checkpoint:official_state_dict")
+
+SPEC = builtin_spec(
+    __name__,
     name="anyir",
     summary="AnyIR all-in-one restorer: skip-split attention + gated degradation adaption U-net (5.7M params)",
     paper="Ren et al., Any Image Restoration with Efficient Automatic Degradation Adaptation (AnyIR), "
@@ -88,9 +91,4 @@ SPEC = MethodSpec(
         Variant("tiny", "dim 8, one block per level, 1 refinement; for tests"),
     ),
     default_task="allinone3",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=Lazy("edgeir.plugins.anyir.checkpoint:official_state_dict"),
-    weights=shipped_weights(__file__),
 )

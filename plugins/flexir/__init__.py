@@ -22,10 +22,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from edgeir.plugins._layers.spec import Lazy, shipped_weights
+from edgeir.plugins._layers.spec import Lazy, builtin_spec
 
 from edgeir.errors import UsageError
-from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
     from torch import nn
@@ -46,18 +46,18 @@ def default_size(variant: str, task: str) -> int:
     return DEFAULT_SIZE[variant] // window * window
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.flexir.model import FlexIR, config_for
 
     return FlexIR(config_for(variant, task))
 
 
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     scale = int(task[2:]) if task.startswith("sr") else 1
     return IOContract(in_channels=3, out_channels=3, scale=scale, size_multiple=window_for(variant, task))
 
 
-def _adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
+def adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
     from edgeir.plugins.flexir.adaptive import bundle_controller
 
     try:
@@ -66,7 +66,12 @@ def _adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
         raise UsageError(str(exc)) from None
 
 
-SPEC = MethodSpec(
+recipe = Lazy("edgeir.plugins.flexir.programs:build_recipe")
+convert_checkpoint = Lazy("edgeir.plugins.flexir.checkpoint:official_state_dict")
+objective = Lazy("edgeir.plugins.flexir.objective:ProgressiveSelfDistillation")
+
+SPEC = builtin_spec(
+    __name__,
     name="flexir",
     summary="FlexIR: SwinIR with a branch exit after every group; pointer or adaptive (sharpness) exits",
     paper="Chen et al., FlexIR: Towards Flexible and Manipulable Image Restoration, ACM MM 2024",
@@ -79,11 +84,4 @@ SPEC = MethodSpec(
         Variant("tiny", "2 groups x 2 blocks, dim 16, 2 heads, window 4, 32x32; for tests"),
     ),
     default_task="denoise25",
-    build=_build,
-    recipe=Lazy("edgeir.plugins.flexir.programs:build_recipe"),
-    io=_io,
-    convert_checkpoint=Lazy("edgeir.plugins.flexir.checkpoint:official_state_dict"),
-    objective=Lazy("edgeir.plugins.flexir.objective:ProgressiveSelfDistillation"),
-    adaptive=_adaptive,
-    weights=shipped_weights(__file__),
 )

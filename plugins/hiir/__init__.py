@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeir.plugins._layers.spec import Lazy, image_program, program_size, shipped_weights, tile
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
 
-from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
     from torch import nn
@@ -42,7 +42,7 @@ def _multiple(variant: str, task: str) -> int:
     return (COLUMNAR if task in SR_TASKS else USHAPE)[variant].size_multiple
 
 
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IOContract(in_channels=3, out_channels=3, scale=_scale(task), size_multiple=_multiple(variant, task))
 
 
@@ -54,7 +54,7 @@ def _freeze(model: nn.Module) -> nn.Module:
     return freeze_biases(copy.deepcopy(model).eval())
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.recipe import ExportRecipe, QuantHints, Rewrite
 
     multiple = _multiple(options.variant, options.task)
@@ -70,7 +70,10 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     )
 
 
-SPEC = MethodSpec(
+build = Lazy("edgeir.plugins.hiir.model:build")
+
+SPEC = builtin_spec(
+    __name__,
     name="hiir",
     summary="Hi-IR: L1 window + L2 cross-window attention + L3 conv FFN; columnar SR, U-shape restoration",
     paper="Li et al., Hierarchical Information Flow for Generalized Efficient Image Restoration (Hi-IR), "
@@ -84,9 +87,4 @@ SPEC = MethodSpec(
         Variant("tiny", "width 16 / 8, one or two layers; for tests"),
     ),
     default_task="sr2",
-    build=Lazy("edgeir.plugins.hiir.model:build"),
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=Lazy("edgeir.plugins._layers.checkpoint:basicsr_state_dict"),
-    weights=shipped_weights(__file__),
 )

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeir.plugins._layers.spec import Lazy, image_program, program_size, shipped_weights, tile
+from edgeir.plugins._layers.spec import builtin_spec, image_program, program_size, tile
 from edgeir.plugins.tlc.spec import local_spec
 
-from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
     from torch import nn
@@ -63,13 +63,13 @@ def config(variant: str, task: str):
     return NAFNetConfig(width=8, enc_blk_nums=(1, 1, 1, 1), middle_blk_num=1, dec_blk_nums=(1, 1, 1, 1))
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.nafnet.model import NAFNet
 
     return NAFNet(config(variant, task))
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.recipe import ExportRecipe, Rewrite
 
     height, width = program_size(options, DEFAULT_SIZE[options.variant], PROGRAM_MULTIPLE, "NAFNet",
@@ -90,22 +90,18 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
                         tlc=record)
 
 
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IOContract(global_ops=GLOBAL_OPS)
 
 
-SPEC = MethodSpec(
+SPEC = builtin_spec(
+    __name__,
     name="nafnet",
     summary="NAFNet: nonlinear-activation-free U-net (GoPro 17.1M / SIDD 29.2M params)",
     paper=PAPER,
     tasks=TASKS,
     variants=VARIANTS,
     default_task="deblur",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=Lazy("edgeir.plugins._layers.checkpoint:basicsr_state_dict"),
-    weights=shipped_weights(__file__),
 )
 
 LOCAL_SPEC = local_spec(SPEC, "edgeir.plugins.nafnet.local:to_local",

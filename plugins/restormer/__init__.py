@@ -18,10 +18,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeir.plugins._layers.spec import Lazy, image_program, program_size, shipped_weights, tile
+from edgeir.plugins._layers.spec import builtin_spec, image_program, program_size, tile
 from edgeir.plugins.tlc.spec import local_spec
 
-from edgeir.method import IOContract, MethodSpec, Variant
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
     from torch import nn
@@ -48,13 +48,13 @@ PAPER = ("Zamir et al., Restormer: Efficient Transformer for High-Resolution Ima
          "(arXiv 2111.09881)")
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.restormer.model import Restormer, config_for
 
     return Restormer(config_for(*CONFIGS[variant], task=task))
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.recipe import ExportRecipe
 
     height, width = program_size(options, DEFAULT_SIZE[options.variant], SIZE_MULTIPLE, "Restormer")
@@ -68,22 +68,18 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     return ExportRecipe(programs=(program,), tile=tile(height, width, SIZE_MULTIPLE), tlc=record)
 
 
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IOContract(size_multiple=SIZE_MULTIPLE, global_ops=GLOBAL_OPS)
 
 
-SPEC = MethodSpec(
+SPEC = builtin_spec(
+    __name__,
     name="restormer",
     summary="Restormer: transposed-attention U-net transformer (26.1M params)",
     paper=PAPER,
     tasks=TASKS,
     variants=VARIANTS,
     default_task="deblur",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=Lazy("edgeir.plugins._layers.checkpoint:basicsr_state_dict"),
-    weights=shipped_weights(__file__),
 )
 
 LOCAL_SPEC = local_spec(SPEC, "edgeir.plugins.restormer.local:to_local",
