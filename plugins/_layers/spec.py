@@ -93,24 +93,36 @@ def tile(height: int, width: int, multiple: int, overlap: int = 32, global_state
                     global_state=global_state)
 
 
-#: The ``MethodSpec`` hooks a built-in plugin defines as module attributes of the same names.
-HOOKS = ("build", "recipe", "io", "convert_checkpoint", "objective", "adaptive")
+#: The ``MethodSpec`` hooks a built-in plugin defines as module attributes of the same names. The
+#: optional ``objective`` and ``adaptive`` are passed to :func:`builtin_spec` explicitly (FlexIR has
+#: submodules of those names, which would replace package attributes once imported).
+HOOKS = ("build", "recipe", "io", "convert_checkpoint")
 
 
-def builtin_spec(module_name: str, **identity: Any) -> MethodSpec:
-    """The spec of a built-in plugin package: ``identity`` (name, summary, paper, tasks, variants,
-    default task) plus the hooks its module defines under the :data:`HOOKS` names, and its shipped weights.
+def builtin_spec(module_name: str, **fields: Any) -> MethodSpec:
+    """The spec of a built-in plugin package: ``fields`` (name, summary, paper, tasks, variants, default
+    task, optional hooks) plus the :data:`HOOKS` its module defines, and its shipped weights.
 
-    Call it at the end of the plugin's ``__init__`` as ``builtin_spec(__name__, ...)``. Without a
-    ``convert_checkpoint`` the module's checkpoints are read by :func:`~.checkpoint.basicsr_state_dict`
-    (its modules carry the official names, nothing is renamed); without ``objective`` or
-    ``adaptive`` MethodSpec's defaults apply.
+    Call it at the end of the plugin's ``__init__`` as ``builtin_spec(__name__, ...)``. A hook given
+    in ``fields`` wins over the module's. Without a ``convert_checkpoint`` the module's checkpoints
+    are read by :func:`~.checkpoint.basicsr_state_dict` (its modules carry the official names,
+    nothing is renamed).
+
+    Raises:
+        TypeError: if a hook name is taken by a submodule rather than a function.
     """
     import sys
+    import types
 
     from edgeir.method import MethodSpec
 
     module = sys.modules[module_name]
-    hooks = {"convert_checkpoint": Lazy("edgeir.plugins._layers.checkpoint:basicsr_state_dict")}
-    hooks.update({name: getattr(module, name) for name in HOOKS if hasattr(module, name)})
-    return MethodSpec(**identity, **hooks, weights=shipped_weights(module.__file__))
+    hooks: dict[str, Any] = {"convert_checkpoint": Lazy("edgeir.plugins._layers.checkpoint:basicsr_state_dict")}
+    for name in HOOKS:
+        hook = getattr(module, name, None)
+        if isinstance(hook, types.ModuleType):
+            raise TypeError(f"{module_name}.{name} is a submodule, not the '{name}' hook; pass the hook explicitly")
+        if hook is not None:
+            hooks[name] = hook
+    hooks.update(fields)
+    return MethodSpec(**hooks, weights=shipped_weights(module.__file__))

@@ -57,7 +57,7 @@ def io(variant: str, task: str) -> IOContract:
     return IOContract(in_channels=3, out_channels=3, scale=scale, size_multiple=window_for(variant, task))
 
 
-def adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
+def _adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
     from edgeir.plugins.flexir.adaptive import bundle_controller
 
     try:
@@ -68,7 +68,6 @@ def adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
 
 recipe = Lazy("edgeir.plugins.flexir.programs:build_recipe")
 convert_checkpoint = Lazy("edgeir.plugins.flexir.checkpoint:official_state_dict")
-objective = Lazy("edgeir.plugins.flexir.objective:ProgressiveSelfDistillation")
 
 SPEC = builtin_spec(
     __name__,
@@ -84,4 +83,6 @@ SPEC = builtin_spec(
         Variant("tiny", "2 groups x 2 blocks, dim 16, 2 heads, window 4, 32x32; for tests"),
     ),
     default_task="denoise25",
+    objective=Lazy("edgeir.plugins.flexir.objective:ProgressiveSelfDistillation"),
+    adaptive=_adaptive,
 )
