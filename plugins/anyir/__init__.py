@@ -15,14 +15,13 @@ Variants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
+
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
@@ -42,22 +41,18 @@ IO = IOContract(
 )
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.anyir.model import VARIANTS, AnyIR
 
     return AnyIR(VARIANTS[variant])
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.plugins.anyir.rewrites import EXPORT_REWRITES
 
-    from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, Rewrite, TensorSpec, TileSpec
+    from edgeir.recipe import ExportRecipe, QuantHints, Rewrite
 
-    height, width = options.input_size or (DEFAULT_SIZE[options.variant],) * 2
-    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
-        from edgeir.errors import UsageError
-
-        raise UsageError(f"AnyIR needs H and W multiples of {SIZE_MULTIPLE}; got {height}x{width}")
+    height, width = program_size(options, DEFAULT_SIZE[options.variant], SIZE_MULTIPLE, "AnyIR")
     record = None
     rewrites = EXPORT_REWRITES
     if options.tlc is not None:  # --tlc: local attention windows and GatedDA statistics, at a static shape
@@ -66,17 +61,9 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
         model, record = to_local(model, options.tlc)
         # delegate_friendly rebuilds the blocks with global attention and statistics; not for the local form.
         rewrites = tuple(r for r in EXPORT_REWRITES if r[0] != "delegate_friendly")
-    shape = (1, 3, height, width)
-    program = Program(
-        name="forward",
-        module=model,
-        inputs=(TensorSpec("image", shape, pad_to=SIZE_MULTIPLE),),
-        outputs=(TensorSpec("restored", shape),),
-        dynamic_hw=None if record else DynamicSize(min=SIZE_MULTIPLE, max=4096, multiple=SIZE_MULTIPLE),
-    )
     return ExportRecipe(
-        programs=(program,),
-        tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=SIZE_MULTIPLE),
+        programs=(image_program(model, height, width, SIZE_MULTIPLE, dynamic=not record),),
+        tile=tile(height, width, SIZE_MULTIPLE),
         rewrites=tuple(Rewrite(name, description, fn, backends=DELEGATE_REWRITES.get(name, ()))
                        for name, fn, description in rewrites),
         quant=QuantHints(calibration_size=32),
@@ -84,17 +71,14 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     )
 
 
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IO
 
 
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    from edgeir.plugins.anyir.checkpoint import official_state_dict
+convert_checkpoint = Lazy("edgeir.plugins.anyir.checkpoint:official_state_dict")
 
-    return official_state_dict(raw)
-
-
-SPEC = MethodSpec(
+SPEC = builtin_spec(
+    __name__,
     name="anyir",
     summary="AnyIR all-in-one restorer: skip-split attention + gated degradation adaption U-net (5.7M params)",
     paper="Ren et al., Any Image Restoration with Efficient Automatic Degradation Adaptation (AnyIR), "
@@ -107,9 +91,4 @@ SPEC = MethodSpec(
         Variant("tiny", "dim 8, one block per level, 1 refinement; for tests"),
     ),
     default_task="allinone3",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )

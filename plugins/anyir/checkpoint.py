@@ -4,7 +4,10 @@ The release trains with PyTorch Lightning: a ``.ckpt`` is ``{"state_dict": {"net
 "optimizer_states": ..., "lr_schedulers": ..., "hyper_parameters": ..., ...}`` where ``net`` is
 the network inside the LightningModule. Other tools re-save it as a bare state dict, sometimes
 with a DataParallel ``module.`` prefix or a BasicSR ``{"params"}``/``{"params_ema"}`` wrapper.
-Everything here turns those into the plain keys of :class:`~.model.AnyIR`.
+Everything here turns those into the plain keys of :class:`~.model.AnyIR`. The wrapper is found
+with the shared precedence of :mod:`edgeir.plugins._layers.checkpoint` (``params_ema``, ``params``,
+``state_dict``, ``model``): a release ``.ckpt`` holds only ``state_dict``, so it reads the same as
+with AnyIR's former ``state_dict``-first order.
 """
 
 from __future__ import annotations
@@ -14,25 +17,16 @@ import re
 from collections.abc import Mapping
 
 import torch
+from edgeir.plugins._layers.checkpoint import require_tensors, strip_prefixes, unwrap
 
 from .model import AnyIRConfig, level_widths
 
 __all__ = ["official_state_dict", "infer_config"]
 
-#: Wrapper keys tried in order; EMA weights first because they are the ones to evaluate.
-_WRAPPER_KEYS = ("state_dict", "params_ema", "params")
 #: Attribute name of the network inside the official LightningModule.
 _LIGHTNING_NET = "net."
 _STRIPPABLE_PREFIXES = ("module.", "net.")
 _STAGES = ("encoder_level1", "encoder_level2", "encoder_level3", "latent")
-
-
-def _unwrap(raw: Mapping[str, object]) -> Mapping[str, object]:
-    for key in _WRAPPER_KEYS:
-        inner = raw.get(key)
-        if isinstance(inner, Mapping):
-            return inner
-    return raw
 
 
 def official_state_dict(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
@@ -53,25 +47,10 @@ def official_state_dict(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
     Raises:
         ValueError: If no tensors are found, or a network entry is not a tensor.
     """
-    sd = dict(_unwrap(raw))
+    sd = unwrap(raw)[1]
     if any(k.startswith(_LIGHTNING_NET) for k in sd) and not all(k.startswith(_LIGHTNING_NET) for k in sd):
         sd = {k: v for k, v in sd.items() if k.startswith(_LIGHTNING_NET)}
-    stripped = True
-    while stripped and sd:
-        stripped = False
-        for prefix in _STRIPPABLE_PREFIXES:
-            if all(k.startswith(prefix) for k in sd):
-                sd = {k[len(prefix) :]: v for k, v in sd.items()}
-                stripped = True
-    if not sd:
-        raise ValueError("no network weights found in the checkpoint (empty state dict)")
-    not_tensors = sorted(k for k, v in sd.items() if not isinstance(v, torch.Tensor))
-    if not_tensors:
-        raise ValueError(
-            f"checkpoint entries that should be tensors are not: {not_tensors[:5]}"
-            f"{' ...' if len(not_tensors) > 5 else ''}; is this a state dict of AnyIR?"
-        )
-    return sd
+    return require_tensors(strip_prefixes(sd, _STRIPPABLE_PREFIXES), "AnyIR")
 
 
 def _stage_depth(keys: list[str], stage: str) -> int:

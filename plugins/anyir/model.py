@@ -19,7 +19,10 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from edgeir.plugins._layers.attention import qkv_attention
+from edgeir.plugins._layers.feedforward import GatedFeedForward
+from edgeir.plugins._layers.norm import BodyLayerNorm
+from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
 from torch import nn
 
 __all__ = [
@@ -134,51 +137,9 @@ def check_input_size(height: int, width: int) -> None:
         )
 
 
-class _LayerNormParams(nn.Module):
-    """Holds the LayerNorm affine parameters (``weight`` and, if present, ``bias``)."""
-
-    def __init__(self, channels: int, with_bias: bool) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels)) if with_bias else None
-
-
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channel axis of an NCHW tensor (the Restormer-style norm AnyIR uses).
-
-    ``with_bias``: ``(x - mean) / sqrt(var + eps) * w + b``. ``bias_free`` keeps the mean in the
-    output: ``x / sqrt(var + eps) * w``; the variance is still the centred (biased) variance.
-    """
-
-    def __init__(self, channels: int, kind: str) -> None:
-        super().__init__()
-        self.kind = kind
-        self.eps = _LAYERNORM_EPS
-        self.body = _LayerNormParams(channels, with_bias=kind == "with_bias")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = x - x.mean(dim=1, keepdim=True)
-        var = centred.square().mean(dim=1, keepdim=True)
-        y = (centred if self.kind == "with_bias" else x) * torch.rsqrt(var + self.eps)
-        y = y * self.body.weight[:, None, None]
-        if self.body.bias is not None:
-            y = y + self.body.bias[:, None, None]
-        return y
-
-
-class GatedFeedForward(nn.Module):
-    """Gated-Dconv feed-forward network: ``project_out(gelu(a) * b)`` with ``a, b`` from a dwconv."""
-
-    def __init__(self, channels: int, expansion: float, bias: bool) -> None:
-        super().__init__()
-        hidden = int(channels * expansion)
-        self.project_in = nn.Conv2d(channels, 2 * hidden, 1, bias=bias)
-        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=bias)
-        self.project_out = nn.Conv2d(hidden, channels, 1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(a) * b)
+def layer_norm(channels: int, kind: str) -> BodyLayerNorm:
+    """AnyIR's channel LayerNorm (Restormer's): ``with_bias``, or ``bias_free`` (scale only, mean kept)."""
+    return BodyLayerNorm(channels, bias=kind == "with_bias", eps=_LAYERNORM_EPS)
 
 
 def gated_split_sizes(channels: int) -> tuple[int, int, int]:
@@ -272,13 +233,7 @@ class DualPathAttention(nn.Module):
 
     def channel_attention(self, x: torch.Tensor) -> torch.Tensor:
         """Transposed self-attention across channels, global over H x W (as in Restormer)."""
-        b, c, h, w = x.shape
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        q, k, v = (t.reshape(b, self.num_heads, c // self.num_heads, h * w) for t in (q, k, v))
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = torch.softmax(q @ k.transpose(-2, -1) * self.temperature, dim=-1)
-        return (attn @ v).reshape(b, c, h, w)
+        return qkv_attention(self.qkv_dwconv(self.qkv(x)), self.num_heads, self.temperature)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a = self.channel_attention(x[:, 0::2])
@@ -288,56 +243,13 @@ class DualPathAttention(nn.Module):
         return self.project_out(self.lam * spatial + (1.0 - self.lam) * frequency)
 
 
-class DegradationAdaptationBlock(nn.Module):
+class DegradationAdaptationBlock(PreNormBlock):
     """Pre-norm block: ``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
 
     def __init__(self, channels: int, num_heads: int, config: AnyIRConfig) -> None:
-        super().__init__()
-        self.norm1 = ChannelLayerNorm(channels, config.layernorm)
-        self.attn = DualPathAttention(channels, num_heads, config.bias)
-        self.norm2 = ChannelLayerNorm(channels, config.layernorm)
-        self.ffn = GatedFeedForward(channels, config.ffn_expansion_factor, config.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
-
-
-class PatchEmbed(nn.Module):
-    """3x3 convolution from image to feature space (no bias, as released)."""
-
-    def __init__(self, in_channels: int, channels: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-class Downsample(nn.Module):
-    """Halve H and W, double channels: 3x3 conv to ``C/2`` then PixelUnshuffle(2)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Upsample(nn.Module):
-    """Double H and W, halve channels: 3x3 conv to ``2C`` then PixelShuffle(2)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(channels, 2 * channels, 3, padding=1, bias=False), nn.PixelShuffle(2)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        super().__init__(layer_norm(channels, config.layernorm), DualPathAttention(channels, num_heads, config.bias),
+                         layer_norm(channels, config.layernorm),
+                         GatedFeedForward(channels, config.ffn_expansion_factor, config.bias))
 
 
 def _stage(channels: int, num_heads: int, depth: int, config: AnyIRConfig) -> nn.Sequential:

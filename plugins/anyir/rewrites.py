@@ -19,15 +19,15 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from edgeir.plugins._layers.feedforward import GatedFeedForward
+from edgeir.plugins._layers.norm import BodyLayerNorm
 from torch import nn
 
 from .model import (
     AddFusion,
-    ChannelLayerNorm,
     DegradationAdaptationBlock,
     DualPathAttention,
     GatedDegradationAdaptation,
-    GatedFeedForward,
     tile_channels,
 )
 
@@ -151,18 +151,18 @@ def _select(indices: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class DelegatedChannelNorm(nn.Module):
-    """The normalising part of :class:`~.model.ChannelLayerNorm`, without its affine.
+    """The normalising part of AnyIR's :class:`~edgeir.plugins._layers.norm.BodyLayerNorm`, without its affine.
 
     Channel mean and variance are 1x1 convolutions with weights ``1/C`` (XNNPACK does not
     delegate ``mean`` over channels); their one-channel results broadcast over C. The affine
     ``w, b`` is folded into the convolutions that consume the output.
     """
 
-    def __init__(self, norm: ChannelLayerNorm) -> None:
+    def __init__(self, norm: BodyLayerNorm) -> None:
         super().__init__()
         channels = norm.body.weight.numel()
-        self.centre_output = norm.kind == "with_bias"
-        self.eps = float(norm.eps)
+        self.centre_output = norm.body.centred
+        self.eps = float(norm.body.eps)
         self.mean = _conv(torch.full((1, channels, 1, 1), 1.0 / channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -171,7 +171,7 @@ class DelegatedChannelNorm(nn.Module):
         return (centred if self.centre_output else x) * inv_std
 
 
-def _layernorm_affine(norm: ChannelLayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
+def _layernorm_affine(norm: BodyLayerNorm) -> tuple[torch.Tensor, torch.Tensor]:
     weight = norm.body.weight.detach()
     bias = norm.body.bias.detach() if norm.body.bias is not None else torch.zeros_like(weight)
     return weight, bias
@@ -255,7 +255,7 @@ class DelegatedAttention(nn.Module):
       over their concatenation.
     """
 
-    def __init__(self, attn: DualPathAttention, norm: ChannelLayerNorm) -> None:
+    def __init__(self, attn: DualPathAttention, norm: BodyLayerNorm) -> None:
         super().__init__()
         channels = attn.project_out.in_channels
         half = channels // 2
@@ -329,9 +329,10 @@ class DelegatedAttention(nn.Module):
 
 
 class DelegatedFeedForward(nn.Module):
-    """LayerNorm-affine + :class:`~.model.GatedFeedForward`, with ``chunk`` split into two paths."""
+    """LayerNorm-affine + the block's :class:`~edgeir.plugins._layers.feedforward.GatedFeedForward`, with
+    ``chunk`` split into two paths."""
 
-    def __init__(self, ffn: GatedFeedForward, norm: ChannelLayerNorm) -> None:
+    def __init__(self, ffn: GatedFeedForward, norm: BodyLayerNorm) -> None:
         super().__init__()
         channels = ffn.project_in.in_channels
         hidden = ffn.project_out.in_channels

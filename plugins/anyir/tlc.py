@@ -15,9 +15,9 @@ The parameters and their names are unchanged, so every AnyIR checkpoint loads in
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+from edgeir.plugins._layers.attention import windowed_qkv_attention
 from edgeir.plugins.tlc.convert import localize, swap_class
-from edgeir.plugins.tlc.ops import local_mean, local_variance, windowed
+from edgeir.plugins.tlc.ops import local_mean, local_variance
 from torch import nn
 
 from edgeir.recipe import TLCOptions
@@ -27,17 +27,6 @@ from .model import DualPathAttention, GatedDegradationAdaptation, tile_channels
 __all__ = ["LocalDualPathAttention", "LocalGatedDA", "RULES", "to_local"]
 
 
-def _attention_core(qkv: torch.Tensor, num_heads: int, temperature: torch.Tensor) -> torch.Tensor:
-    b, c3, h, w = qkv.shape
-    c = c3 // 3
-    q, k, v = qkv.chunk(3, dim=1)
-    q, k, v = (t.reshape(b, num_heads, c // num_heads, h * w) for t in (q, k, v))
-    q = F.normalize(q, dim=-1)
-    k = F.normalize(k, dim=-1)
-    attn = torch.softmax(q @ k.transpose(-2, -1) * temperature, dim=-1)
-    return (attn @ v).reshape(b, c, h, w)
-
-
 class LocalDualPathAttention(DualPathAttention):
     """:class:`~.model.DualPathAttention` whose channel attention runs on overlapping windows."""
 
@@ -45,7 +34,7 @@ class LocalDualPathAttention(DualPathAttention):
 
     def channel_attention(self, x: torch.Tensor) -> torch.Tensor:
         qkv = self.qkv_dwconv(self.qkv(x))
-        return windowed(lambda part: _attention_core(part, self.num_heads, self.temperature), qkv, self.kernel)
+        return windowed_qkv_attention(qkv, self.num_heads, self.temperature, self.kernel)
 
 
 class LocalGatedDA(GatedDegradationAdaptation):

@@ -23,14 +23,13 @@ Variants (per task; the ``paper`` counts equal the official unique parameter cou
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, program_size, tile
+
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
@@ -50,7 +49,7 @@ def _scale(task: str) -> int:
     return int(task[2:]) if task.startswith("sr") else 1
 
 
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IOContract(
         in_channels=4 if task == "inpaint" else 3,
         out_channels=3,
@@ -60,38 +59,35 @@ def _io(variant: str, task: str) -> IOContract:
     )
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.diffir.model import DiffIR, config_for
 
     return DiffIR(config_for(variant, task))
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.plugins.diffir.model import PriorProgram, RestoreProgram
 
-    from edgeir.errors import UsageError
-    from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, TensorSpec, TileSpec
+    from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, TensorSpec
 
-    io = _io(options.variant, options.task)
-    multiple = io.size_multiple
-    size = DEFAULT_SIZE[options.variant]
-    height, width = options.input_size or (max(size, 2 * multiple),) * 2
-    if height % multiple or width % multiple:
-        raise UsageError(f"DiffIR {options.task} needs H and W multiples of {multiple}; got {height}x{width}")
-    image = TensorSpec("image", (1, io.in_channels, height, width), pad_to=multiple,
-                       color_order="RGB" if io.in_channels == 3 else "RGB+mask")
+    contract = io(options.variant, options.task)
+    multiple = contract.size_multiple
+    height, width = program_size(options, max(DEFAULT_SIZE[options.variant], 2 * multiple), multiple,
+                                 f"DiffIR {options.task}")
+    image = TensorSpec("image", (1, contract.in_channels, height, width), pad_to=multiple,
+                       color_order="RGB" if contract.in_channels == 3 else "RGB+mask")
     noise = TensorSpec("noise", (1, IPR_DIM), layout="NC", kind="vector", value_range=NOISE_RANGE, color_order="",
                        source="zeros")
     ipr_out = TensorSpec("ipr", (1, IPR_DIM), layout="NC", kind="vector", value_range=IPR_RANGE, color_order="")
     ipr_in = TensorSpec("ipr", (1, IPR_DIM), layout="NC", kind="vector", value_range=IPR_RANGE, color_order="",
                         source="program:prior")
-    restored = TensorSpec("restored", (1, 3, height * io.scale, width * io.scale), scale=io.scale)
+    restored = TensorSpec("restored", (1, 3, height * contract.scale, width * contract.scale), scale=contract.scale)
     dynamic: DynamicSize | None = DynamicSize(min=multiple, max=4096, multiple=multiple)
     record = None
     if options.tlc is not None:  # --tlc: DMTA attention on overlapping windows (CPEN stays global), static shape
         from edgeir.plugins.diffir.tlc import to_local
 
-        model, record = to_local(model, options.tlc, io.in_channels)
+        model, record = to_local(model, options.tlc, contract.in_channels)
         dynamic = None  # the window grid is a constant of the input shape
     programs = (
         Program("forward", model, (image, noise), (restored,), dynamic),
@@ -100,8 +96,7 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     )
     return ExportRecipe(
         programs=programs,
-        tile=TileSpec(size=(height, width), overlap=min(32, height // 4), multiple=multiple,
-                      global_state="program:prior"),
+        tile=tile(height, width, multiple, global_state="program:prior"),
         # int8: CPEN and the diffusion MLP stay float (a 256-float prior drives every block); forward is
         # prior then restore, so an int8 bundle ships those two and one quantized DIRformer.
         quant=QuantHints(keep_float=("condition", "denoise"), calibration_size=32, programs=("prior", "restore")),
@@ -109,13 +104,10 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     )
 
 
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    from edgeir.plugins.diffir.checkpoint import official_state_dict
+convert_checkpoint = Lazy("edgeir.plugins.diffir.checkpoint:official_state_dict")
 
-    return official_state_dict(raw)
-
-
-SPEC = MethodSpec(
+SPEC = builtin_spec(
+    __name__,
     name="diffir",
     summary="DiffIR: 4-step diffusion on a 256-d prior (CPEN + MLP) guiding an IPR-modulated Restormer U-net "
             "(DIRformer); exported whole and as prior + restore",
@@ -128,9 +120,4 @@ SPEC = MethodSpec(
         Variant("tiny", "dim 8, one block per level, 1 CPEN res block; for tests"),
     ),
     default_task="deblur",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )

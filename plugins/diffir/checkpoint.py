@@ -3,7 +3,8 @@
 Layouts:
 
 * BasicSR projects (deblur, SRGAN, RealSR): ``{"params": sd, "params_ema": sd}``; the EMA weights
-  are the ones the official tests evaluate, so ``params_ema`` is preferred, then ``params``.
+  are the ones the official tests evaluate, so ``params_ema`` is preferred, then ``params`` (the
+  shared precedence of :mod:`edgeir.plugins._layers.checkpoint`).
 * Inpainting (LaMa fork): a Lightning ``.ckpt`` whose ``state_dict`` holds ``generator.<DiffIRS2
   keys>`` next to the stage-1 teacher, the discriminator and loss modules; only ``generator.*``
   is the network.
@@ -23,10 +24,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+from edgeir.plugins._layers.checkpoint import require_tensors, strip_prefixes, unwrap
 
 __all__ = ["official_state_dict", "SCHEDULE_BUFFERS"]
 
-_WRAPPERS = ("params_ema", "params")
 _LIGHTNING_PREFIX = "generator."
 #: Copies registered by the official DDPM wrapper: (duplicate prefix, canonical prefix).
 _DUPLICATES = (("diffusion.model.", "denoise."), ("diffusion.condition.", "condition."))
@@ -40,18 +41,14 @@ _TIMESTEPS, _LINEAR_START, _LINEAR_END = 4, 0.1, 0.99
 
 
 def _unwrap(raw: Mapping[str, object]) -> dict[str, object]:
-    for key in _WRAPPERS:
-        inner = raw.get(key)
-        if isinstance(inner, Mapping):
-            return dict(inner)
-    inner = raw.get("state_dict")
-    if isinstance(inner, Mapping):
-        generator = {k[len(_LIGHTNING_PREFIX):]: v for k, v in inner.items() if k.startswith(_LIGHTNING_PREFIX)}
-        if not generator:
-            raise ValueError("a Lightning checkpoint without 'generator.*' entries (the DiffIRS2 network); "
-                             f"prefixes found: {sorted({k.split('.')[0] for k in inner})[:8]}")
-        return generator
-    return dict(raw)
+    wrapper, inner = unwrap(raw)
+    if wrapper != "state_dict":
+        return inner
+    generator = {k[len(_LIGHTNING_PREFIX):]: v for k, v in inner.items() if k.startswith(_LIGHTNING_PREFIX)}
+    if not generator:
+        raise ValueError("a Lightning checkpoint without 'generator.*' entries (the DiffIRS2 network); "
+                         f"prefixes found: {sorted({k.split('.')[0] for k in inner})[:8]}")
+    return generator
 
 
 def _check_schedule(sd: Mapping[str, torch.Tensor]) -> None:
@@ -79,15 +76,8 @@ def official_state_dict(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
             differs from its twin (the file is inconsistent), or the schedule buffers describe a
             schedule other than the one the model runs.
     """
-    sd = _unwrap(raw)
-    if sd and all(k.startswith("module.") for k in sd):
-        sd = {k[len("module."):]: v for k, v in sd.items()}
-    if not sd:
-        raise ValueError("no network weights found in the checkpoint (empty state dict)")
-    not_tensors = sorted(k for k, v in sd.items() if not isinstance(v, torch.Tensor))
-    if not_tensors:
-        raise ValueError(f"entries that should be tensors are not: {not_tensors[:5]}; is this a DiffIRS2 state dict?")
-    _check_schedule(sd)  # type: ignore[arg-type]
+    sd = require_tensors(strip_prefixes(_unwrap(raw)), "DiffIRS2")
+    _check_schedule(sd)
     out: dict[str, torch.Tensor] = {}
     for key, value in sd.items():
         if key.startswith("diffusion.") and key[len("diffusion."):] in SCHEDULE_BUFFERS:
@@ -97,12 +87,12 @@ def official_state_dict(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
                 twin = canonical + key[len(duplicate):]
                 if twin in sd:
                     other = sd[twin]
-                    if other.shape != value.shape or not torch.equal(other, value):  # type: ignore[union-attr]
+                    if other.shape != value.shape or not torch.equal(other, value):
                         raise ValueError(f"'{key}' should be the same tensor as '{twin}' (the official model "
                                          "registers it twice) but differs: the checkpoint is inconsistent")
                     break
-                out[twin] = value  # type: ignore[assignment]
+                out[twin] = value
                 break
         else:
-            out[key] = value  # type: ignore[assignment]
+            out[key] = value
     return out

@@ -28,6 +28,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from edgeir.plugins._layers.attention import channel_attention
+from edgeir.plugins._layers.feedforward import GatedFeedForward
+from edgeir.plugins._layers.norm import BodyLayerNorm
+from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
 from torch import nn
 
 __all__ = ["DiffIR", "DiffIRConfig", "config_for", "diffusion_coefficients", "unique_parameter_count"]
@@ -142,36 +146,22 @@ def diffusion_coefficients(config: DiffIRConfig) -> list[tuple[float, float]]:
 # DIRformer
 
 
-class ChannelLayerNorm(nn.Module):
-    """LayerNorm over the channels of an NCHW map (the release's to_3d / LayerNorm / to_4d).
+def layer_norm(channels: int, kind: str) -> BodyLayerNorm:
+    """DIRformer's channel LayerNorm (the release's to_3d / LayerNorm / to_4d; ``body.*`` keys).
 
-    Parameters live under ``body`` as in the release; ``bias_free`` scales without subtracting
-    the mean (as Restormer's BiasFree_LayerNorm does).
+    ``bias_free`` scales without subtracting the mean (Restormer's BiasFree_LayerNorm). The
+    arithmetic is the release's literal ``(x - mean) / sqrt(var + eps)``, which DiffIR's outputs
+    (and its shipped weights' results) are pinned with.
     """
-
-    def __init__(self, channels: int, kind: str) -> None:
-        super().__init__()
-        self.body = nn.Module()
-        self.body.weight = nn.Parameter(torch.ones(channels))
-        self.with_bias = kind == "with_bias"
-        if self.with_bias:
-            self.body.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        var = x.var(dim=1, keepdim=True, unbiased=False)
-        weight = self.body.weight.view(1, -1, 1, 1)
-        if self.with_bias:
-            mu = x.mean(dim=1, keepdim=True)
-            return (x - mu) / torch.sqrt(var + _LAYERNORM_EPS) * weight + self.body.bias.view(1, -1, 1, 1)
-        return x / torch.sqrt(var + _LAYERNORM_EPS) * weight
+    return BodyLayerNorm(channels, bias=kind == "with_bias", eps=_LAYERNORM_EPS, arithmetic="sqrt-divide")
 
 
 class TransposedAttention(nn.Module):
     """Multi-head transposed (channel) attention over the whole map: a global operation.
 
     Parameter-free on purpose: the attention core is one small module so a local (TLC) version
-    can replace it without touching the weights. Scores are ``C/h x C/h`` per head, from
-    L2-normalised queries and keys over all pixels.
+    can replace it without touching the weights; the arithmetic is the shared
+    :func:`~edgeir.plugins._layers.attention.channel_attention`.
     """
 
     def __init__(self, num_heads: int) -> None:
@@ -179,16 +169,7 @@ class TransposedAttention(nn.Module):
         self.num_heads = num_heads
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = q.shape
-        heads = self.num_heads
-        q = q.reshape(b, heads, c // heads, h * w)
-        k = k.reshape(b, heads, c // heads, h * w)
-        v = v.reshape(b, heads, c // heads, h * w)
-        q = F.normalize(q, dim=-1)
-        k = F.normalize(k, dim=-1)
-        attn = (q @ k.transpose(-2, -1)) * temperature
-        attn = attn.softmax(dim=-1)
-        return (attn @ v).reshape(b, c, h, w)
+        return channel_attention(q, k, v, self.num_heads, temperature)
 
 
 class DMTA(nn.Module):
@@ -211,38 +192,28 @@ class DMTA(nn.Module):
         return self.project_out(self.attend(q, k, v, self.temperature))
 
 
-class DGFN(nn.Module):
-    """Dynamic gated feed-forward network (Eq. 6, 8): IPR modulation, 1x1 to 2 x hidden,
-    depth-wise 3x3, GELU gate, 1x1 back. Keys as the release's ``FeedForward``."""
+class DGFN(GatedFeedForward):
+    """Dynamic gated feed-forward network (Eq. 6, 8): IPR modulation, then the GDFN (1x1 to 2 x hidden,
+    depth-wise 3x3, GELU gate, 1x1 back). Keys as the release's ``FeedForward`` plus ``kernel``."""
 
     def __init__(self, channels: int, expansion: float, ipr_dim: int) -> None:
-        super().__init__()
-        hidden = int(channels * expansion)
-        self.kernel = nn.Sequential(nn.Linear(ipr_dim, 2 * channels, bias=False))
-        self.project_in = nn.Conv2d(channels, 2 * hidden, 1, bias=False)
-        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=False)
-        self.project_out = nn.Conv2d(hidden, channels, 1, bias=False)
+        # Built before the convolutions, as in the release, so a seeded random initialisation draws the same values.
+        kernel = nn.Sequential(nn.Linear(ipr_dim, 2 * channels, bias=False))
+        super().__init__(channels, expansion, bias=False)
+        self.kernel = kernel
 
-    def forward(self, x: torch.Tensor, ipr: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, ipr: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
         scale, shift = self.kernel(ipr).view(ipr.shape[0], -1, 1, 1).chunk(2, dim=1)
-        x = self.project_in(x * scale + shift)
-        x1, x2 = self.dwconv(x).chunk(2, dim=1)
-        return self.project_out(F.gelu(x1) * x2)
+        return super().forward(x * scale + shift)
 
 
-class DynamicTransformerBlock(nn.Module):
-    """One DIRformer block: x + DMTA(LN(x), Z), then x + DGFN(LN(x), Z)."""
+class DynamicTransformerBlock(PreNormBlock):
+    """One DIRformer block: x + DMTA(LN(x), Z), then x + DGFN(LN(x), Z); ``forward(x, ipr)``."""
 
     def __init__(self, channels: int, num_heads: int, config: DiffIRConfig) -> None:
-        super().__init__()
-        self.norm1 = ChannelLayerNorm(channels, config.layernorm)
-        self.attn = DMTA(channels, num_heads, config.ipr_dim)
-        self.norm2 = ChannelLayerNorm(channels, config.layernorm)
-        self.ffn = DGFN(channels, config.ffn_expansion_factor, config.ipr_dim)
-
-    def forward(self, x: torch.Tensor, ipr: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), ipr)
-        return x + self.ffn(self.norm2(x), ipr)
+        super().__init__(layer_norm(channels, config.layernorm), DMTA(channels, num_heads, config.ipr_dim),
+                         layer_norm(channels, config.layernorm),
+                         DGFN(channels, config.ffn_expansion_factor, config.ipr_dim))
 
 
 class Stage(nn.ModuleList):
@@ -255,33 +226,6 @@ class Stage(nn.ModuleList):
         for block in self:
             x = block(x, ipr)
         return x
-
-
-class _Conv(nn.Module):
-    """A bias-free 3x3 conv held as ``proj`` (the release's OverlapPatchEmbed)."""
-
-    def __init__(self, in_channels: int, channels: int) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, channels, 3, padding=1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-class Resample(nn.Module):
-    """3x3 conv + PixelUnshuffle(2) (down: half the channels, then 4x) or + PixelShuffle(2) (up)."""
-
-    def __init__(self, channels: int, down: bool) -> None:
-        super().__init__()
-        if down:
-            self.body = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False),
-                                      nn.PixelUnshuffle(2))
-        else:
-            self.body = nn.Sequential(nn.Conv2d(channels, channels * 2, 3, padding=1, bias=False),
-                                      nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
 
 
 def nearest_upsample(x: torch.Tensor, scale: int) -> torch.Tensor:
@@ -304,21 +248,21 @@ class DIRformer(nn.Module):
         dim, blocks, heads = config.dim, config.num_blocks, config.heads
         widths = [dim, 2 * dim, 4 * dim, 8 * dim]
         embed_in = config.in_channels * config.unshuffle**2
-        self.patch_embed = _Conv(embed_in, dim)
+        self.patch_embed = PatchEmbed(embed_in, dim)
         self.encoder_level1 = Stage(widths[0], heads[0], blocks[0], config)
-        self.down1_2 = Resample(widths[0], down=True)
+        self.down1_2 = Downsample(widths[0])
         self.encoder_level2 = Stage(widths[1], heads[1], blocks[1], config)
-        self.down2_3 = Resample(widths[1], down=True)
+        self.down2_3 = Downsample(widths[1])
         self.encoder_level3 = Stage(widths[2], heads[2], blocks[2], config)
-        self.down3_4 = Resample(widths[2], down=True)
+        self.down3_4 = Downsample(widths[2])
         self.latent = Stage(widths[3], heads[3], blocks[3], config)
-        self.up4_3 = Resample(widths[3], down=False)
+        self.up4_3 = Upsample(widths[3])
         self.reduce_chan_level3 = nn.Conv2d(widths[3], widths[2], 1, bias=False)
         self.decoder_level3 = Stage(widths[2], heads[2], blocks[2], config)
-        self.up3_2 = Resample(widths[2], down=False)
+        self.up3_2 = Upsample(widths[2])
         self.reduce_chan_level2 = nn.Conv2d(widths[2], widths[1], 1, bias=False)
         self.decoder_level2 = Stage(widths[1], heads[1], blocks[1], config)
-        self.up2_1 = Resample(widths[1], down=False)
+        self.up2_1 = Upsample(widths[1])
         self.decoder_level1 = Stage(widths[1], heads[0], blocks[0], config)
         if config.num_refinement_blocks:
             self.refinement = Stage(widths[1], heads[0], config.num_refinement_blocks, config)

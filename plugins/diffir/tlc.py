@@ -22,8 +22,8 @@ the ``meta`` device, which runs ``DiffIR.forward(image)`` (the noise x_T default
 from __future__ import annotations
 
 import torch
+from edgeir.plugins._layers.attention import windowed_qkv_attention
 from edgeir.plugins.tlc.convert import localize, swap_class
-from edgeir.plugins.tlc.ops import windowed
 from torch import nn
 
 from edgeir.recipe import TLCOptions
@@ -39,10 +39,7 @@ class LocalTransposedAttention(TransposedAttention):
     kernel: tuple[int, int]
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, temperature: torch.Tensor) -> torch.Tensor:
-        def core(qkv: torch.Tensor) -> torch.Tensor:
-            return TransposedAttention.forward(self, *qkv.chunk(3, dim=1), temperature)
-
-        return windowed(core, torch.cat([q, k, v], dim=1), self.kernel)
+        return windowed_qkv_attention(torch.cat([q, k, v], dim=1), self.num_heads, temperature, self.kernel)
 
     def extra_repr(self) -> str:
         return f"num_heads={self.num_heads}, kernel={self.kernel}"

@@ -22,15 +22,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from edgeir.plugins._layers.spec import Lazy, builtin_spec
+
 from edgeir.errors import UsageError
-from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
-
-    from edgeir.recipe import ExportRecipe, RecipeOptions
 
 TASKS = ("denoise15", "denoise25", "denoise50", "jpeg10", "jpeg20", "jpeg30", "jpeg40", "sr2", "sr3", "sr4")
 WINDOW = {"paper": 8, "mobile": 8, "tiny": 4}
@@ -48,33 +46,15 @@ def default_size(variant: str, task: str) -> int:
     return DEFAULT_SIZE[variant] // window * window
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.flexir.model import FlexIR, config_for
 
     return FlexIR(config_for(variant, task))
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
-    from edgeir.plugins.flexir.programs import build_recipe
-
-    return build_recipe(model, options)
-
-
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     scale = int(task[2:]) if task.startswith("sr") else 1
     return IOContract(in_channels=3, out_channels=3, scale=scale, size_multiple=window_for(variant, task))
-
-
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    from edgeir.plugins.flexir.checkpoint import official_state_dict
-
-    return official_state_dict(raw)
-
-
-def _objective(model: nn.Module) -> nn.Module:
-    from edgeir.plugins.flexir.objective import ProgressiveSelfDistillation
-
-    return ProgressiveSelfDistillation(model)
 
 
 def _adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
@@ -86,7 +66,11 @@ def _adaptive(runner: Any, manifest: Mapping[str, Any], threshold: float):
         raise UsageError(str(exc)) from None
 
 
-SPEC = MethodSpec(
+recipe = Lazy("edgeir.plugins.flexir.programs:build_recipe")
+convert_checkpoint = Lazy("edgeir.plugins.flexir.checkpoint:official_state_dict")
+
+SPEC = builtin_spec(
+    __name__,
     name="flexir",
     summary="FlexIR: SwinIR with a branch exit after every group; pointer or adaptive (sharpness) exits",
     paper="Chen et al., FlexIR: Towards Flexible and Manipulable Image Restoration, ACM MM 2024",
@@ -99,11 +83,6 @@ SPEC = MethodSpec(
         Variant("tiny", "2 groups x 2 blocks, dim 16, 2 heads, window 4, 32x32; for tests"),
     ),
     default_task="denoise25",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    objective=_objective,
+    objective=Lazy("edgeir.plugins.flexir.objective:ProgressiveSelfDistillation"),
     adaptive=_adaptive,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )

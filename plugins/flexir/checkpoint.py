@@ -19,22 +19,14 @@ import re
 from collections.abc import Mapping
 
 import torch
+from edgeir.plugins._layers.checkpoint import require_tensors, strip_prefixes, unwrap
 
 __all__ = ["official_state_dict"]
 
-_WRAPPER_KEYS = ("params_ema", "params", "state_dict")
 _STRIPPABLE_PREFIXES = ("module.", "netG.")
 _RECOMPUTED_BUFFERS = ("attn_mask", "relative_position_index")
 _TAIL = ("norm.", "conv_after_body.", "conv_before_upsample.", "upsample.", "conv_last.")
 _GROUP = re.compile(r"^layers\.(\d+)\.")
-
-
-def _unwrap(raw: Mapping[str, object]) -> Mapping[str, object]:
-    for key in _WRAPPER_KEYS:
-        inner = raw.get(key)
-        if isinstance(inner, Mapping):
-            return inner
-    return raw
 
 
 def official_state_dict(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
@@ -49,15 +41,7 @@ def official_state_dict(raw: Mapping[str, object]) -> dict[str, torch.Tensor]:
     Raises:
         ValueError: if no tensors are found or an entry is not a tensor.
     """
-    sd = dict(_unwrap(raw))
-    for prefix in _STRIPPABLE_PREFIXES:
-        if sd and all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix):]: v for k, v in sd.items()}
-    if not sd:
-        raise ValueError("no tensors in the checkpoint")
-    bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)]
-    if bad:
-        raise ValueError(f"entries that are not tensors: {', '.join(sorted(bad)[:5])}")
+    sd = require_tensors(strip_prefixes(unwrap(raw)[1], _STRIPPABLE_PREFIXES), "SwinIR or FlexIR")
     if any(k.startswith("exits.") for k in sd):
         return sd
     groups = 1 + max((int(m.group(1)) for k in sd if (m := _GROUP.match(k))), default=-1)

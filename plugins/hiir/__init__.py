@@ -16,14 +16,13 @@ Variants:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
+
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
@@ -43,13 +42,7 @@ def _multiple(variant: str, task: str) -> int:
     return (COLUMNAR if task in SR_TASKS else USHAPE)[variant].size_multiple
 
 
-def _build(variant: str, task: str) -> nn.Module:
-    from edgeir.plugins.hiir.model import build
-
-    return build(variant, task)
-
-
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IOContract(in_channels=3, out_channels=3, scale=_scale(task), size_multiple=_multiple(variant, task))
 
 
@@ -61,27 +54,15 @@ def _freeze(model: nn.Module) -> nn.Module:
     return freeze_biases(copy.deepcopy(model).eval())
 
 
-def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
-    from edgeir.errors import UsageError
-    from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, Rewrite, TensorSpec, TileSpec
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+    from edgeir.recipe import ExportRecipe, QuantHints, Rewrite
 
     multiple = _multiple(options.variant, options.task)
-    scale = _scale(options.task)
-    default = max(DEFAULT_SIZE[options.variant], multiple)
-    height, width = options.input_size or (default, default)
-    if height % multiple or width % multiple:
-        raise UsageError(f"Hi-IR {options.variant} {options.task} needs H and W multiples of {multiple}; "
-                         f"got {height}x{width}")
-    program = Program(
-        name="forward",
-        module=model,
-        inputs=(TensorSpec("image", (1, 3, height, width), pad_to=multiple),),
-        outputs=(TensorSpec("restored", (1, 3, height * scale, width * scale), scale=scale),),
-        dynamic_hw=DynamicSize(min=multiple, max=4096, multiple=multiple),
-    )
+    height, width = program_size(options, max(DEFAULT_SIZE[options.variant], multiple), multiple,
+                                 f"Hi-IR {options.variant} {options.task}")
     return ExportRecipe(
-        programs=(program,),
-        tile=TileSpec(size=(height, width), overlap=min(16, height // 4), multiple=multiple),
+        programs=(image_program(model, height, width, multiple, scale=_scale(options.task)),),
+        tile=tile(height, width, multiple, overlap=16),
         rewrites=(Rewrite("freeze_relative_bias",
                           "relative-position biases gathered once into constant buffers (no run-time gather)",
                           _freeze),),
@@ -89,17 +70,10 @@ def _recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     )
 
 
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    import torch
+build = Lazy("edgeir.plugins.hiir.model:build")
 
-    for key in ("params_ema", "params", "state_dict", "model"):
-        if isinstance(raw.get(key), Mapping):
-            raw = raw[key]
-            break
-    return {k.removeprefix("module."): v for k, v in raw.items() if isinstance(v, torch.Tensor)}
-
-
-SPEC = MethodSpec(
+SPEC = builtin_spec(
+    __name__,
     name="hiir",
     summary="Hi-IR: L1 window + L2 cross-window attention + L3 conv FFN; columnar SR, U-shape restoration",
     paper="Li et al., Hierarchical Information Flow for Generalized Efficient Image Restoration (Hi-IR), "
@@ -113,9 +87,4 @@ SPEC = MethodSpec(
         Variant("tiny", "width 16 / 8, one or two layers; for tests"),
     ),
     default_task="sr2",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )

@@ -19,14 +19,14 @@ size at the 256x256 training crop); its state dict equals ``nafnet``'s.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
+from edgeir.plugins._layers.spec import builtin_spec, image_program, program_size, tile
+from edgeir.plugins.tlc.spec import local_spec
+
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
@@ -47,8 +47,6 @@ VARIANTS = (
     Variant("tiny", "width 8, one block per level; for tests"),
 )
 PAPER = "Chen et al., Simple Baselines for Image Restoration (NAFNet), ECCV 2022 (arXiv 2204.04676)"
-TLC_PAPER = ("Chu et al., Improving Image Restoration by Revisiting Global Information Aggregation (TLC), "
-             "ECCV 2022 (arXiv 2112.04491)")
 
 
 def config(variant: str, task: str):
@@ -65,86 +63,46 @@ def config(variant: str, task: str):
     return NAFNetConfig(width=8, enc_blk_nums=(1, 1, 1, 1), middle_blk_num=1, dec_blk_nums=(1, 1, 1, 1))
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.nafnet.model import NAFNet
 
     return NAFNet(config(variant, task))
 
 
-def _build_local(variant: str, task: str) -> nn.Module:
-    from edgeir.plugins.nafnet.local import to_local
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+    from edgeir.recipe import ExportRecipe, Rewrite
 
-    return to_local(_build(variant, task))[0]
-
-
-def _recipe(model: nn.Module, options: RecipeOptions, local: bool = False) -> ExportRecipe:
-    from edgeir.errors import UsageError
-    from edgeir.recipe import ExportRecipe, Program, Rewrite, TensorSpec, TileSpec, TLCOptions
-
-    height, width = options.input_size or (DEFAULT_SIZE[options.variant],) * 2
-    if height % PROGRAM_MULTIPLE or width % PROGRAM_MULTIPLE:
-        raise UsageError(f"NAFNet programs need H and W multiples of {PROGRAM_MULTIPLE} (the model pads to it); "
-                         f"got {height}x{width}")
+    height, width = program_size(options, DEFAULT_SIZE[options.variant], PROGRAM_MULTIPLE, "NAFNet",
+                                 " (the model pads to it)")
     record = None
     rewrites = ()
-    if local or options.tlc is not None:
+    if options.tlc is not None:
         from edgeir.plugins.nafnet.local import to_local
         from edgeir.plugins.tlc.ops import use_integral_means
 
-        model, record = to_local(model, options.tlc or TLCOptions())
+        model, record = to_local(model, options.tlc)
         rewrites = (Rewrite("tlc_integral_mean", "TLC local means from an integral image (cumsum): O(HW) instead of "
                             "O(HW k) for stride-1 pools of up to 384 px", use_integral_means,
                             backends=FLOAT32_BACKENDS),)
-    shape = (1, 3, height, width)
     # Static shape: the internal pad amount depends on H and W, and TLC windows must be constants.
-    program = Program(name="forward", module=model, inputs=(TensorSpec("image", shape, pad_to=PROGRAM_MULTIPLE),),
-                      outputs=(TensorSpec("restored", shape),))
-    return ExportRecipe(programs=(program,), tile=TileSpec(size=(height, width), overlap=min(32, height // 4),
-                                                           multiple=PROGRAM_MULTIPLE), rewrites=rewrites, tlc=record)
+    program = image_program(model, height, width, PROGRAM_MULTIPLE, dynamic=False)
+    return ExportRecipe(programs=(program,), tile=tile(height, width, PROGRAM_MULTIPLE), rewrites=rewrites,
+                        tlc=record)
 
 
-def _recipe_local(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
-    return _recipe(model, options, local=True)
-
-
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IOContract(global_ops=GLOBAL_OPS)
 
 
-def _io_local(variant: str, task: str) -> IOContract:
-    return IOContract()
-
-
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    from edgeir.plugins.restormer.checkpoint import basicsr_state_dict
-
-    return basicsr_state_dict(raw)
-
-
-SPEC = MethodSpec(
+SPEC = builtin_spec(
+    __name__,
     name="nafnet",
     summary="NAFNet: nonlinear-activation-free U-net (GoPro 17.1M / SIDD 29.2M params)",
     paper=PAPER,
     tasks=TASKS,
     variants=VARIANTS,
     default_task="deblur",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )
 
-LOCAL_SPEC = MethodSpec(
-    name="nafnet-local",
-    summary="NAFNet-Local: NAFNet with TLC local pooling (same weights as nafnet)",
-    paper=f"{TLC_PAPER}; {PAPER}",
-    tasks=TASKS,
-    variants=VARIANTS,
-    default_task="deblur",
-    build=_build_local,
-    recipe=_recipe_local,
-    io=_io_local,
-    convert_checkpoint=_convert_checkpoint,
-    weights=SPEC.weights,
-)
+LOCAL_SPEC = local_spec(SPEC, "edgeir.plugins.nafnet.local:to_local",
+                        "NAFNet-Local: NAFNet with TLC local pooling (same weights as nafnet)")

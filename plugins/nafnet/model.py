@@ -3,7 +3,8 @@
 Reference: L. Chen, X. Chu, X. Zhang, J. Sun, "Simple Baselines for Image Restoration", ECCV 2022
 (github.com/megvii-research/NAFNet, ``basicsr/models/archs/NAFNet_arch.py``). An independent
 implementation: parameter names and shapes equal the official ones, so released checkpoints load
-strictly. LayerNorm2d is written in plain ops (the official one is a custom autograd Function).
+strictly. The official LayerNorm2d (a custom autograd Function) is the shared
+:class:`~edgeir.plugins._layers.norm.ChannelLayerNorm` with eps 1e-6, in plain ops (keys ``weight``, ``bias``).
 
 Shape contract: any H and W. As the official model, the input is zero-padded at the bottom and
 right to a multiple of 16 (four 2x downsamplings) and the output cropped back.
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from edgeir.plugins._layers.norm import ChannelLayerNorm
 from torch import nn
 
 __all__ = ["NAFBlock", "NAFNet", "NAFNetConfig", "SimplifiedChannelAttention"]
@@ -54,21 +56,6 @@ class NAFNetConfig:
         return 2 ** len(self.enc_blk_nums)
 
 
-class LayerNorm2d(nn.Module):
-    """LayerNorm over the channels of an NCHW map, eps 1e-6 (keys ``weight``, ``bias``)."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        self.bias = nn.Parameter(torch.zeros(channels))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = x - x.mean(dim=1, keepdim=True)
-        var = centred.square().mean(dim=1, keepdim=True)
-        y = centred * torch.rsqrt(var + _LAYERNORM_EPS)
-        return y * self.weight.reshape(1, -1, 1, 1) + self.bias.reshape(1, -1, 1, 1)
-
-
 class SimpleGate(nn.Module):
     """Split channels in halves and multiply them."""
 
@@ -101,8 +88,8 @@ class NAFBlock(nn.Module):
         self.sg = SimpleGate()
         self.conv4 = nn.Conv2d(c, ffn, 1)
         self.conv5 = nn.Conv2d(ffn // 2, c, 1)
-        self.norm1 = LayerNorm2d(c)
-        self.norm2 = LayerNorm2d(c)
+        self.norm1 = ChannelLayerNorm(c, eps=_LAYERNORM_EPS)
+        self.norm2 = ChannelLayerNorm(c, eps=_LAYERNORM_EPS)
         self.beta = nn.Parameter(torch.zeros(1, c, 1, 1))
         self.gamma = nn.Parameter(torch.zeros(1, c, 1, 1))
 

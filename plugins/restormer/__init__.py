@@ -16,14 +16,14 @@ training crop, 256 by default, per layer); its state dict equals ``restormer``'s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from edgeir.method import IOContract, MethodSpec, Variant
-from edgeir.weights.shipped import weights_table
+from edgeir.plugins._layers.spec import builtin_spec, image_program, program_size, tile
+from edgeir.plugins.tlc.spec import local_spec
+
+from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
-    import torch
     from torch import nn
 
     from edgeir.recipe import ExportRecipe, RecipeOptions
@@ -46,89 +46,41 @@ VARIANTS = (
 )
 PAPER = ("Zamir et al., Restormer: Efficient Transformer for High-Resolution Image Restoration, CVPR 2022 "
          "(arXiv 2111.09881)")
-TLC_PAPER = ("Chu et al., Improving Image Restoration by Revisiting Global Information Aggregation (TLC), "
-             "ECCV 2022 (arXiv 2112.04491)")
 
 
-def _build(variant: str, task: str) -> nn.Module:
+def build(variant: str, task: str) -> nn.Module:
     from edgeir.plugins.restormer.model import Restormer, config_for
 
     return Restormer(config_for(*CONFIGS[variant], task=task))
 
 
-def _build_local(variant: str, task: str) -> nn.Module:
-    from edgeir.plugins.restormer.local import to_local
+def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
+    from edgeir.recipe import ExportRecipe
 
-    return to_local(_build(variant, task))[0]
-
-
-def _recipe(model: nn.Module, options: RecipeOptions, local: bool = False) -> ExportRecipe:
-    from edgeir.errors import UsageError
-    from edgeir.recipe import DynamicSize, ExportRecipe, Program, TensorSpec, TileSpec, TLCOptions
-
-    height, width = options.input_size or (DEFAULT_SIZE[options.variant],) * 2
-    if height % SIZE_MULTIPLE or width % SIZE_MULTIPLE:
-        raise UsageError(f"Restormer needs H and W multiples of {SIZE_MULTIPLE}; got {height}x{width}")
+    height, width = program_size(options, DEFAULT_SIZE[options.variant], SIZE_MULTIPLE, "Restormer")
     record = None
-    if local or options.tlc is not None:
+    if options.tlc is not None:
         from edgeir.plugins.restormer.local import to_local
 
         # Every window coordinate is then a constant of the program's fixed shape.
-        model, record = to_local(model, options.tlc or TLCOptions())
-    shape = (1, 3, height, width)
-    program = Program(
-        name="forward",
-        module=model,
-        inputs=(TensorSpec("image", shape, pad_to=SIZE_MULTIPLE),),
-        outputs=(TensorSpec("restored", shape),),
-        dynamic_hw=None if record else DynamicSize(min=SIZE_MULTIPLE, max=4096, multiple=SIZE_MULTIPLE),
-    )
-    return ExportRecipe(programs=(program,), tile=TileSpec(size=(height, width), overlap=min(32, height // 4),
-                                                           multiple=SIZE_MULTIPLE), tlc=record)
+        model, record = to_local(model, options.tlc)
+    program = image_program(model, height, width, SIZE_MULTIPLE, dynamic=not record)
+    return ExportRecipe(programs=(program,), tile=tile(height, width, SIZE_MULTIPLE), tlc=record)
 
 
-def _recipe_local(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
-    return _recipe(model, options, local=True)
-
-
-def _io(variant: str, task: str) -> IOContract:
+def io(variant: str, task: str) -> IOContract:
     return IOContract(size_multiple=SIZE_MULTIPLE, global_ops=GLOBAL_OPS)
 
 
-def _io_local(variant: str, task: str) -> IOContract:
-    return IOContract(size_multiple=SIZE_MULTIPLE)
-
-
-def _convert_checkpoint(raw: Mapping[str, Any]) -> dict[str, torch.Tensor]:
-    from edgeir.plugins.restormer.checkpoint import basicsr_state_dict
-
-    return basicsr_state_dict(raw)
-
-
-SPEC = MethodSpec(
+SPEC = builtin_spec(
+    __name__,
     name="restormer",
     summary="Restormer: transposed-attention U-net transformer (26.1M params)",
     paper=PAPER,
     tasks=TASKS,
     variants=VARIANTS,
     default_task="deblur",
-    build=_build,
-    recipe=_recipe,
-    io=_io,
-    convert_checkpoint=_convert_checkpoint,
-    weights=weights_table(__file__, ("tiny", "denoise25"), ("mobile", "denoise25")),
 )
 
-LOCAL_SPEC = MethodSpec(
-    name="restormer-local",
-    summary="Restormer-Local: Restormer with TLC local attention windows (same weights as restormer)",
-    paper=f"{TLC_PAPER}; {PAPER}",
-    tasks=TASKS,
-    variants=VARIANTS,
-    default_task="deblur",
-    build=_build_local,
-    recipe=_recipe_local,
-    io=_io_local,
-    convert_checkpoint=_convert_checkpoint,
-    weights=SPEC.weights,
-)
+LOCAL_SPEC = local_spec(SPEC, "edgeir.plugins.restormer.local:to_local",
+                        "Restormer-Local: Restormer with TLC local attention windows (same weights as restormer)")

@@ -8,13 +8,11 @@ overlap, then ``project_out`` on the full map: the official ``LocalAttention``.
 from __future__ import annotations
 
 import torch
+from edgeir.plugins._layers.attention import TransposedAttention, windowed_qkv_attention
 from edgeir.plugins.tlc.convert import localize, swap_class
-from edgeir.plugins.tlc.ops import windowed
 from torch import nn
 
 from edgeir.recipe import TLCOptions
-
-from .model import TransposedAttention, channel_attention
 
 __all__ = ["LocalTransposedAttention", "RULES", "to_local"]
 
@@ -25,7 +23,7 @@ class LocalTransposedAttention(TransposedAttention):
     kernel: tuple[int, int]
 
     def attend(self, qkv: torch.Tensor) -> torch.Tensor:
-        return windowed(lambda part: channel_attention(part, self.num_heads, self.temperature), qkv, self.kernel)
+        return windowed_qkv_attention(qkv, self.num_heads, self.temperature, self.kernel)
 
     def extra_repr(self) -> str:
         return f"kernel={self.kernel}"

@@ -3,7 +3,9 @@
 Reference: S. W. Zamir et al., "Restormer: Efficient Transformer for High-Resolution Image
 Restoration", CVPR 2022 (github.com/swz30/Restormer, ``basicsr/models/archs/restormer_arch.py``).
 An independent implementation: module names and shapes equal the official network's, so the
-released ``{'params': ...}`` checkpoints load strictly. No einops; reshapes stay at rank <= 4.
+released ``{'params': ...}`` checkpoints load strictly. No einops; reshapes stay at rank <= 4. The
+LayerNorm, the transposed attention (MDTA) and the gated-dconv FFN (GDFN) are the shared blocks of
+:mod:`edgeir.plugins._layers`, which AnyIR and DiffIR use too.
 
 Shape contract: input ``(B, C, H, W)`` with H and W multiples of 8 (three PixelUnshuffle(2)
 levels, no internal padding, as the official model); output has the same shape.
@@ -14,7 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+from edgeir.plugins._layers.attention import TransposedAttention
+from edgeir.plugins._layers.feedforward import GatedFeedForward
+from edgeir.plugins._layers.norm import BodyLayerNorm
+from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
 from torch import nn
 
 __all__ = ["Restormer", "RestormerConfig", "SIZE_MULTIPLE", "TransposedAttention", "config_for"]
@@ -71,134 +76,18 @@ def config_for(dim: int, num_blocks, num_refinement_blocks: int, heads, task: st
                            heads=tuple(heads), layernorm=layernorm)
 
 
-class _NormParams(nn.Module):
-    def __init__(self, channels: int, with_bias: bool) -> None:
-        super().__init__()
-        self.weight = nn.Parameter(torch.ones(channels))
-        if with_bias:
-            self.bias = nn.Parameter(torch.zeros(channels))
-        else:
-            self.bias = None
+def layer_norm(channels: int, kind: str) -> BodyLayerNorm:
+    """Restormer's ``LayerNorm(dim, kind)``: WithBias, or BiasFree (scale only, mean kept); eps 1e-5."""
+    return BodyLayerNorm(channels, bias=kind == "WithBias", eps=_LAYERNORM_EPS)
 
 
-class LayerNorm(nn.Module):
-    """Restormer's LayerNorm over channels of an NCHW map (keys ``body.weight`` [+ ``body.bias``]).
-
-    WithBias: ``(x - mean) / sqrt(var + eps) * w + b``; BiasFree: ``x / sqrt(var + eps) * w`` (the
-    mean is not subtracted from x, only from the variance). Biased variance, eps 1e-5.
-    """
-
-    def __init__(self, channels: int, kind: str) -> None:
-        super().__init__()
-        self.with_bias = kind == "WithBias"
-        self.body = _NormParams(channels, self.with_bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        centred = x - x.mean(dim=1, keepdim=True)
-        var = centred.square().mean(dim=1, keepdim=True)
-        y = (centred if self.with_bias else x) * torch.rsqrt(var + _LAYERNORM_EPS)
-        y = y * self.body.weight.reshape(1, -1, 1, 1)
-        if self.body.bias is not None:
-            y = y + self.body.bias.reshape(1, -1, 1, 1)
-        return y
-
-
-class FeedForward(nn.Module):
-    """Gated-Dconv feed-forward network (GDFN)."""
-
-    def __init__(self, channels: int, expansion: float, bias: bool) -> None:
-        super().__init__()
-        hidden = int(channels * expansion)
-        self.project_in = nn.Conv2d(channels, 2 * hidden, 1, bias=bias)
-        self.dwconv = nn.Conv2d(2 * hidden, 2 * hidden, 3, padding=1, groups=2 * hidden, bias=bias)
-        self.project_out = nn.Conv2d(hidden, channels, 1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(a) * b)
-
-
-def channel_attention(qkv: torch.Tensor, num_heads: int, temperature: torch.Tensor) -> torch.Tensor:
-    """The MDTA core on a ``(B, 3C, H, W)`` qkv map: per head, softmax(norm(q) norm(k)^T * t) v.
-
-    The attention matrix is C/heads x C/heads, built from statistics over all H x W positions it
-    is given: that is what makes it global, and what TLC restricts to windows.
-    """
-    b, c3, h, w = qkv.shape
-    c = c3 // 3
-    q, k, v = qkv.chunk(3, dim=1)
-    q, k, v = (t.reshape(b, num_heads, c // num_heads, h * w) for t in (q, k, v))
-    q = F.normalize(q, dim=-1)
-    k = F.normalize(k, dim=-1)
-    attn = torch.softmax(q @ k.transpose(-2, -1) * temperature, dim=-1)
-    return (attn @ v).reshape(b, c, h, w)
-
-
-class TransposedAttention(nn.Module):
-    """Multi-Dconv head Transposed Attention (MDTA); official name ``Attention``."""
-
-    def __init__(self, channels: int, num_heads: int, bias: bool) -> None:
-        super().__init__()
-        self.num_heads = num_heads
-        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.qkv = nn.Conv2d(channels, 3 * channels, 1, bias=bias)
-        self.qkv_dwconv = nn.Conv2d(3 * channels, 3 * channels, 3, padding=1, groups=3 * channels, bias=bias)
-        self.project_out = nn.Conv2d(channels, channels, 1, bias=bias)
-
-    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
-        """Attention over the whole qkv map (global); the TLC form overrides this."""
-        return channel_attention(qkv, self.num_heads, self.temperature)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project_out(self.attend(self.qkv_dwconv(self.qkv(x))))
-
-
-class TransformerBlock(nn.Module):
-    """``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``."""
+class TransformerBlock(PreNormBlock):
+    """``x + attn(norm1(x))`` then ``x + ffn(norm2(x))``: MDTA and GDFN."""
 
     def __init__(self, channels: int, num_heads: int, config: RestormerConfig) -> None:
-        super().__init__()
-        self.norm1 = LayerNorm(channels, config.layernorm)
-        self.attn = TransposedAttention(channels, num_heads, config.bias)
-        self.norm2 = LayerNorm(channels, config.layernorm)
-        self.ffn = FeedForward(channels, config.ffn_expansion_factor, config.bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x))
-        return x + self.ffn(self.norm2(x))
-
-
-class OverlapPatchEmbed(nn.Module):
-    """3x3 conv from image to features (key ``proj``)."""
-
-    def __init__(self, in_channels: int, channels: int, bias: bool) -> None:
-        super().__init__()
-        self.proj = nn.Conv2d(in_channels, channels, 3, padding=1, bias=bias)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
-
-
-class Downsample(nn.Module):
-    """3x3 conv to C/2, PixelUnshuffle(2): half the size, twice the channels."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels // 2, 3, padding=1, bias=False), nn.PixelUnshuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
-
-
-class Upsample(nn.Module):
-    """3x3 conv to 2C, PixelShuffle(2): twice the size, half the channels."""
-
-    def __init__(self, channels: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(channels, channels * 2, 3, padding=1, bias=False), nn.PixelShuffle(2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(x)
+        super().__init__(layer_norm(channels, config.layernorm), TransposedAttention(channels, num_heads, config.bias),
+                         layer_norm(channels, config.layernorm),
+                         GatedFeedForward(channels, config.ffn_expansion_factor, config.bias))
 
 
 def _stage(channels: int, heads: int, depth: int, config: RestormerConfig) -> nn.Sequential:
@@ -218,7 +107,7 @@ class Restormer(nn.Module):
         d = config.dim
         h1, h2, h3, h4 = config.heads
         n1, n2, n3, n4 = config.num_blocks
-        self.patch_embed = OverlapPatchEmbed(config.in_channels, d, config.bias)
+        self.patch_embed = PatchEmbed(config.in_channels, d, config.bias)
         self.encoder_level1 = _stage(d, h1, n1, config)
         self.down1_2 = Downsample(d)
         self.encoder_level2 = _stage(2 * d, h2, n2, config)
