@@ -77,18 +77,22 @@ def io(variant: str, task: str) -> IOContract:
 
 convert_checkpoint = Lazy("edgeir.plugins.anyir.checkpoint:official_state_dict")
 
+PAPER = ("Ren et al., Any Image Restoration with Efficient Automatic Degradation Adaptation (AnyIR), "
+         "arXiv 2504.14249")
+VARIANTS = (
+    Variant("paper", "released configuration: dim 28, blocks [3,5,5,7], 4 refinement, heads [1,2,4,8] "
+                     "(5.74M params; the paper's Table 4 reports 6.29M)", declared_params=5_736_376),
+    Variant("mobile", "dim 16, blocks [2,3,3,4], 2 refinement; for phones at 256x256"),
+    Variant("tiny", "dim 8, one block per level, 1 refinement; for tests"),
+)
+
+
 SPEC = builtin_spec(
     __name__,
     name="anyir",
     summary="AnyIR all-in-one restorer: skip-split attention + gated degradation adaption U-net (5.7M params)",
-    paper="Ren et al., Any Image Restoration with Efficient Automatic Degradation Adaptation (AnyIR), "
-          "arXiv 2504.14249",
+    paper=PAPER,
     tasks=TASKS,
-    variants=(
-        Variant("paper", "released configuration: dim 28, blocks [3,5,5,7], 4 refinement, heads [1,2,4,8] "
-                         "(5.74M params; the paper's Table 4 reports 6.29M)", declared_params=5_736_376),
-        Variant("mobile", "dim 16, blocks [2,3,3,4], 2 refinement; for phones at 256x256"),
-        Variant("tiny", "dim 8, one block per level, 1 refinement; for tests"),
-    ),
+    variants=VARIANTS,
     default_task="allinone3",
 )

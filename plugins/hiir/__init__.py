@@ -72,19 +72,23 @@ def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
 
 build = Lazy("edgeir.plugins.hiir.model:build")
 
+PAPER = ("Li et al., Hierarchical Information Flow for Generalized Efficient Image Restoration (Hi-IR), "
+         "arXiv 2411.18588")
+VARIANTS = (
+    Variant("paper", "Hi-IR-B: columnar width 216, 6x6 layers for SR (15.00M at x2; paper 14.68M); "
+                     "U-shape width 56 (21.72M; paper 22.33M)", declared_params=15_001_451),
+    Variant("large", "Hi-IR-L: columnar width 264, 8x8 layers (38.62M at x2; paper 39.07M)"),
+    Variant("mobile", "width 48, 3x2 layers (SR) / width-16 U-shape; for phones"),
+    Variant("tiny", "width 16 / 8, one or two layers; for tests"),
+)
+
+
 SPEC = builtin_spec(
     __name__,
     name="hiir",
     summary="Hi-IR: L1 window + L2 cross-window attention + L3 conv FFN; columnar SR, U-shape restoration",
-    paper="Li et al., Hierarchical Information Flow for Generalized Efficient Image Restoration (Hi-IR), "
-          "arXiv 2411.18588",
+    paper=PAPER,
     tasks=TASKS,
-    variants=(
-        Variant("paper", "Hi-IR-B: columnar width 216, 6x6 layers for SR (15.00M at x2; paper 14.68M); "
-                         "U-shape width 56 (21.72M; paper 22.33M)", declared_params=15_001_451),
-        Variant("large", "Hi-IR-L: columnar width 264, 8x8 layers (38.62M at x2; paper 39.07M)"),
-        Variant("mobile", "width 48, 3x2 layers (SR) / width-16 U-shape; for phones"),
-        Variant("tiny", "width 16 / 8, one or two layers; for tests"),
-    ),
+    variants=VARIANTS,
     default_task="sr2",
 )
