@@ -32,6 +32,24 @@ _LAZY = {
     "Variant": "edgeir.method",
     "Target": "edgeir.target",
     "ExportRecipe": "edgeir.recipe",
+    # The plugin author's surface (see edgeir.plugin, which re-exports the same names).
+    "Program": "edgeir.recipe",
+    "TensorSpec": "edgeir.recipe",
+    "TileSpec": "edgeir.recipe",
+    "DynamicSize": "edgeir.recipe",
+    "RecipeOptions": "edgeir.recipe",
+    "TLCOptions": "edgeir.recipe",
+    "Rewrite": "edgeir.recipe",
+    "QuantHints": "edgeir.recipe",
+    "ShippedWeights": "edgeir.weights.shipped",
+    "weights_table": "edgeir.weights.shipped",
+    "weights_file": "edgeir.weights.shipped",
+    "read_checkpoint": "edgeir.weights.checkpoint",
+    "check_state_dict": "edgeir.weights.checkpoint",
+    "load_into": "edgeir.weights.checkpoint",
+    "state_dict_sha256": "edgeir.weights.checkpoint",
+    "UsageError": "edgeir.errors",
+    "CheckpointError": "edgeir.errors",
 }
 
 __all__ = ["__version__", *_LAZY]
