@@ -120,7 +120,8 @@ def _validate(obj: object, name: str, expected_type: type, kind: str) -> str | N
         return f"entry point names a {type(obj).__name__}, not a {expected_type.__name__}"
     obj_name = getattr(obj, "name", None)
     if obj_name != name:
-        return f"entry point is called '{name}' but the {kind} calls itself '{obj_name}'"
+        return (f"entry point is called '{name}' but the {kind} calls itself '{obj_name}' (the entry-point name "
+                f"must equal the {kind}'s name: rename one of them)")
     return None
 
 
