@@ -26,6 +26,8 @@ COMMANDS += ("finetune", "eval")  # training and evaluation (issue 7)
 COMMANDS += ("quant-report",)  # int8 sensitivity (issue 7)
 _MODULES["quant-report"] = "quant_report"
 _MODULES.update({"finetune": "finetune", "eval": "evaluate"})
+COMMANDS += ("check-plugin",)  # the plugin conformance kit (issue 20)
+_MODULES["check-plugin"] = "check_plugin"
 
 
 def build_parser() -> argparse.ArgumentParser:
