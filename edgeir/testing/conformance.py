@@ -319,7 +319,7 @@ def check_verify(exports: Exports, target: str, photos: int = DEFAULT_PHOTOS) ->
 
 def check_recipe_io(exports: Exports, target: str) -> str:
     """The I/O the manifest tells apps (the recipe's programs) equals what the eager programs take and return,
-    and, where the target reports the artifact's own inputs and outputs, what the artifact declares."""
+    and, where the target reports them, the artifact's own inputs and outputs (or its entry points)."""
     manifest_programs = {p["name"]: p for p in exports.bundle(target).programs}
     eager = exports.eager_programs()
     assert set(manifest_programs) == set(eager), (
@@ -338,6 +338,11 @@ def check_recipe_io(exports: Exports, target: str) -> str:
             actual = {str(k): list(v) for k, v in structure[side].items()}
             assert declared == actual, f"the artifact's {side} are {actual}, the manifest says {declared}"
         compared = "; the artifact declares the same inputs and outputs"
+    if isinstance(structure.get("methods"), list):  # a multi-entry artifact lists its programs (ExecuTorch)
+        assert set(structure["methods"]) == set(manifest_programs), (
+            f"the artifact's methods are {sorted(structure['methods'])}, the manifest's programs "
+            f"{sorted(manifest_programs)}")
+        compared = "; the artifact has a method per program"
     summary = "; ".join(f"{n}: {s['inputs']} -> {s['outputs']}" for n, s in eager.items())
     return summary + compared
 
