@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from edgeir.discovery import methods
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -172,3 +174,21 @@ def test_pytest_entry_point_registers_the_options_only_for_the_kit(args, kit):
     from edgeir.testing.pytest_plugin import names_kit
 
     assert names_kit([a for a in args if not a.startswith("-")]) is kit
+
+
+@pytest.mark.parametrize("method", methods().registry.names())
+def test_every_builtin_method_passes_the_kits_method_checks(method):
+    from edgeir.testing import conformance as kit
+
+    for check in (kit.check_spec, kit.check_declared_params, kit.check_io_contract, kit.check_checkpoint_round_trip):
+        check(method)
+
+
+@pytest.mark.slow
+def test_check_plugin_passes_on_nafnet_for_every_target(capsys):
+    from edgeir.cli import main
+
+    code = main(["check-plugin", "nafnet"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert ", 0 failed, " in out and "FAIL" not in out

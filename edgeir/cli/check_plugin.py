@@ -30,8 +30,9 @@ def add_parser(subparsers) -> None:
         "check-plugin", help="run the plugin conformance suite on a method (what a plugin's CI runs)",
         description="Check an installed method plugin the way edgeir uses it: it loads through its entry point, "
                     "whose name equals SPEC.name, and has 'paper' and 'tiny' variants; every declared parameter "
-                    "count matches the built model; the tiny model's eager forward honours its IO contract; its "
-                    "state dict round-trips through safetensors and torch.save files; and for every registered "
+                    "count matches the built model; the tiny model's eager forward honours its IO contract for "
+                    "every task; its state dict round-trips through safetensors and torch.save files; and for every "
+                    "registered "
                     "target (or --targets) the tiny variant exports with random weights, passes the export check, "
                     "verifies on built-in photos, and its manifest's program I/O equals the eager programs'. "
                     "Bundles are written to a temporary directory that is removed afterwards. One line per check: "

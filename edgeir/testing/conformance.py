@@ -147,15 +147,25 @@ def _contract_input(io: Any, size: int, seed: int = 0) -> torch.Tensor:
     return torch.rand(1, io.in_channels, size, size + io.size_multiple, generator=generator) * (high - low) + low
 
 
-def check_io_contract(method: str, task: str | None = None) -> str:
-    """The ``tiny`` model's eager forward honours ``io(tiny, task)``: channels, scale, finite values, and a
-    ``ValueError`` for an input whose H or W is not a multiple of ``size_multiple``."""
+def check_io_contract(method: str, tasks: Sequence[str] | None = None) -> str:
+    """For every task (or ``tasks``), the ``tiny`` model's eager forward honours ``io(tiny, task)``: channels,
+    scale, finite values, and a ``ValueError`` for an input whose H or W is not a multiple of ``size_multiple``."""
+    spec = spec_of(method)
+    by_result: dict[str, list[str]] = {}
+    for task in tasks or spec.tasks:
+        try:
+            result = _io_contract_holds(spec, spec.check_task(task))
+        except AssertionError as exc:
+            raise AssertionError(f"task '{task}': {exc}") from exc
+        by_result.setdefault(result, []).append(task)
+    return "; ".join(f"{', '.join(names)}: {result}" for result, names in by_result.items())
+
+
+def _io_contract_holds(spec: MethodSpec, task: str) -> str:
     import torch
 
     from edgeir.method import IOContract
 
-    spec = spec_of(method)
-    task = spec.check_task(task or spec.default_task)
     io = spec.io(VARIANT, task)
     assert isinstance(io, IOContract), f"io('{VARIANT}', '{task}') returned a {type(io).__name__}, not an IOContract"
     model = _tiny_model(spec, task, seed=0)
@@ -169,19 +179,16 @@ def check_io_contract(method: str, task: str | None = None) -> str:
         f"for an input of shape {tuple(x.shape)} the contract (out_channels={io.out_channels}, scale={io.scale}) "
         f"says {expected}, the model returned {tuple(y.shape)}")
     assert torch.isfinite(y).all(), "the tiny model's output has NaN or infinite values"
-    rejected = "no size multiple"
-    if multiple > 1:
-        bad = torch.rand(1, io.in_channels, 8 * multiple + 1, 8 * multiple)
-        try:
-            with torch.no_grad():
-                model(bad)
-        except ValueError:
-            rejected = f"a {bad.shape[-2]}x{bad.shape[-1]} input is refused with ValueError"
-        else:
-            raise AssertionError(f"io declares size_multiple={multiple} but the model accepted a "
-                                 f"{bad.shape[-2]}x{bad.shape[-1]} input; it must raise ValueError naming the multiple")
-    return (f"task {task}: {tuple(x.shape)} -> {tuple(y.shape)} (scale {io.scale}, "
-            f"size multiple {multiple}; {rejected})")
+    if multiple == 1:
+        return f"{tuple(x.shape)} -> {tuple(y.shape)}"
+    bad = torch.rand(1, io.in_channels, 8 * multiple + 1, 8 * multiple)
+    try:
+        with torch.no_grad():
+            model(bad)
+    except ValueError:
+        return f"{tuple(x.shape)} -> {tuple(y.shape)}, {bad.shape[-2]}x{bad.shape[-1]} refused (multiple {multiple})"
+    raise AssertionError(f"io declares size_multiple={multiple} but the model accepted a {bad.shape[-2]}x"
+                         f"{bad.shape[-1]} input; it must raise ValueError naming the multiple")
 
 
 def check_checkpoint_round_trip(method: str) -> str:
