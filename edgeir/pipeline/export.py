@@ -198,7 +198,8 @@ def run_export(request: ExportRequest) -> Bundle:
     check_qat_steps(scheme, request.qat_steps, request.qat_lr)
     target_label = request.target if options.backend == target_obj.default_backend \
         else f"{request.target}-{options.backend}"
-    method_label = f"{request.method}-local" if tlc_options else request.method
+    # "-tlc", not "-local": a registered '<method>-local' twin exports into '<method>-local-...' with its own windows.
+    method_label = f"{request.method}-tlc" if tlc_options else request.method
     final = Path(request.output) / bundle_name(method_label, variant, task, target_label, options.quant)
     if request.sign_key is not None:
         from edgeir.integrity import load_private_key

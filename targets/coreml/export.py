@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeir import __version__
+from edgeir.targets.coreml.quiet import converter_progress
 from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
 
 PACKAGE = "model.mlpackage"
@@ -137,15 +138,16 @@ class CoreMLTarget(Target):
         pipeline = ct.PassPipeline.DEFAULT
         pipeline.remove_passes(list(SKIPPED_PASSES))
         precision = ct.precision.FLOAT32 if options.quant == "fp32" else ct.precision.FLOAT16
-        model = ct.convert(
-            exported,
-            inputs=[ct.TensorType(name=spec.name, shape=spec.shape) for spec in program.inputs],
-            outputs=[ct.TensorType(name=spec.name) for spec in program.outputs],
-            convert_to="mlprogram",
-            minimum_deployment_target=ct.target.iOS17,
-            compute_precision=precision,
-            pass_pipeline=pipeline,
-        )
+        with converter_progress():
+            model = ct.convert(
+                exported,
+                inputs=[ct.TensorType(name=spec.name, shape=spec.shape) for spec in program.inputs],
+                outputs=[ct.TensorType(name=spec.name) for spec in program.outputs],
+                convert_to="mlprogram",
+                minimum_deployment_target=ct.target.iOS17,
+                compute_precision=precision,
+                pass_pipeline=pipeline,
+            )
         model.author = f"edgeir {__version__}"
         model.short_description = f"{program.name}: image restoration exported by edgeir"
         model.version = __version__

@@ -116,11 +116,13 @@ class ExecuTorchTarget(Target):
             partitioners = [coreml_partitioner(options.quant)]
             details["coreml"] = {"minimum_deployment_target": "iOS17",
                                  "compute_precision": COREML_PRECISION[options.quant]}
+        from edgeir.targets.coreml.quiet import converter_progress
+
         start = time.perf_counter()
-        edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
+        with converter_progress():  # the Core ML delegate converts with coremltools
+            edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
         seconds["to_edge_transform_and_lower"] = time.perf_counter() - start
-        delegation = {name: delegation_summary(edge.exported_program(name).graph_module)
-                                 for name in exported}
+        delegation = {name: delegation_summary(edge.exported_program(name).graph_module) for name in exported}
         start = time.perf_counter()
         buffer = edge.to_executorch().buffer
         seconds["to_executorch"] = time.perf_counter() - start
