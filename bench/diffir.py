@@ -71,19 +71,20 @@ def latency(args: argparse.Namespace) -> None:
     import edgeir
     from edgeir.bundle import Bundle
     from edgeir.discovery import targets
+    from edgeir.target import require
 
     out = args.output or tempfile.mkdtemp(prefix="diffir-bench-")
     runs = {}
     for path in args.bundles.split(",") if args.bundles else []:
         bundle = Bundle.open(path)
-        runs[bundle.path.name] = (targets().get(bundle.target).runtime(bundle), bundle)
+        runs[bundle.path.name] = (require(targets().get(bundle.target).runtime(bundle)), bundle)
     for target in args.targets.split(",") if args.targets else []:
         if target == "eager":
             runs["eager"] = (_EagerRunner(args.variant, args.task, args.size), _EagerRunner.bundle)
             continue
         bundle = edgeir.export("diffir", target, variant=args.variant, task=args.task, output=out,
                                input_size=(args.size, args.size))
-        runner = targets().get(target).runtime(bundle)
+        runner = require(targets().get(target).runtime(bundle))
         runs[target] = (runner, bundle)
         print(f"exported {bundle.path} ({bundle.manifest['stage_seconds']['export']:.0f} s)", flush=True)
     samples: dict[tuple[str, str], list[float]] = {}

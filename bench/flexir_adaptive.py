@@ -102,6 +102,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     from edgeir.discovery import methods
+    from edgeir.target import require
 
     weights = args.weights
     train_info = None
@@ -138,7 +139,7 @@ def main() -> None:
         rule_differs = args.rule == adaptive.DEFAULT_RULE and adaptive.bundle_rule(bundle.manifest) != rule
         if rule_differs or adaptive.StageCosts.from_manifest(bundle.manifest) != costs:
             raise SystemExit("the exported bundle's stopping rule or stage costs differ from the eager model's")
-        drivers["executorch"] = targets().get("executorch").runtime(bundle)
+        drivers["executorch"] = require(targets().get("executorch").runtime(bundle))
 
     def timed(fn):
         samples = []

@@ -50,6 +50,7 @@ def main() -> None:
 
     import edgeir
     from edgeir.discovery import targets
+    from edgeir.target import require
 
     out = Path(args.out)
     rows: dict[str, dict] = {}
@@ -75,7 +76,7 @@ def main() -> None:
             sizes["executorch_forward_only_bytes"] = (single.path / "model.pte").stat().st_size
         if args.export_only:
             continue
-        runner = targets().get(target).profile_runner(bundle, args.threads)
+        runner = require(targets().get(target).profile_runner(bundle, args.threads))
         for program in bundle.programs:
             meta = program.get("metadata", {})
             row = rows.setdefault(program["name"], {"macs_g": round(meta.get("macs", 0) / 1e9, 3),

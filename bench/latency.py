@@ -19,6 +19,7 @@ import torch
 
 import edgeir
 from edgeir.discovery import targets
+from edgeir.target import require
 from edgeir.runtime.reference import ReferenceRunner
 
 
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             bundle = edgeir.export(args.method, target, variant=args.variant, task=args.task, weights=args.weights,
                                    output=out, input_size=(args.size, args.size))
             first = first or bundle
-            runner = targets().get(target).runtime(bundle)
+            runner = require(targets().get(target).runtime(bundle))
             label = f"{target} ({bundle.manifest['backend']})"
             contenders[label] = _artifact_call(runner, bundle.program())
             delegation = bundle.manifest["target_details"].get("delegation")

@@ -146,6 +146,8 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
     from executorch.extension.pybindings import _portable_lib
 
     from edgeir.discovery import methods, targets
+
+    from edgeir.target import require
     from edgeir.evaluation.macs import count_macs
     from edgeir.pipeline.export import apply_rewrites  # noqa: F401  (the eager model is the recipe's, unrewritten)
     from edgeir.recipe import RecipeOptions
@@ -180,7 +182,7 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
         delegation = (details.get("delegation") or {}).get(name)
         if delegation:
             entry["delegation"] = delegation
-        runner = targets().get(target).runtime(bundle)
+        runner = require(targets().get(target).runtime(bundle))
         calls[label] = (lambda r, n: lambda x: r.run(n, x))(runner, name)
         entry["inputs"] = [list(x.shape) for x in inputs_of(bundle.program(name))]
         row["contenders"][label] = entry

@@ -105,6 +105,7 @@ def interleaved_latency(calls: dict, shape: tuple[int, ...], runs: int, warmup: 
 def table_rows(method: str, args, weights) -> list[dict]:
     from edgeir.discovery import targets
     from edgeir.evaluation.accuracy import run_eval, run_on_photo
+    from edgeir.target import require
 
     eager = run_eval(method, task=args.task, variant=args.variant, weights=weights, count=args.eval_count,
                      crop=args.size)
@@ -116,7 +117,7 @@ def table_rows(method: str, args, weights) -> list[dict]:
             bundles[label] = export_or_reuse(method, target, quant, args.qat_steps if qat else 0, args, weights, out)
         calls, sizes, psnrs = {}, {}, {}
         for label, bundle in bundles.items():
-            runner = targets().get(target).profile_runner(bundle, args.threads)
+            runner = require(targets().get(target).profile_runner(bundle, args.threads))
             program = photo_program(bundle)
             calls[label] = lambda x, r=runner, p=program, b=bundle: run_on_photo(r, p, b.programs, x)
             sizes[label] = sum((bundle.path / f).stat().st_size for f in bundle.manifest["files"])

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeir.bundle import Bundle
     from edgeir.data.photos import builtin_photos, degrade
     from edgeir.discovery import methods, targets
+    from edgeir.target import require
     from edgeir.evaluation.metrics import psnr
     from edgeir.recipe import RecipeOptions
     from edgeir.runtime.reference import ReferenceRunner
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bundle:
         bundle = Bundle.open(args.bundle)
         policy = tile_policy(bundle, bundle.program())
-        runner = targets().get(bundle.target).runtime(bundle)
+        runner = require(targets().get(bundle.target).runtime(bundle))
         artifact = (policy, lambda x: runner.run(bundle.program()["name"], [x])[0])
     print(f"{args.method} {args.variant} {task}: tile {tile.size[1]}x{tile.size[0]}, overlap {tile.overlap}, "
           f"reference on {reference.device}")

@@ -20,6 +20,7 @@ import torch
 
 import edgeir
 from edgeir.discovery import targets
+from edgeir.target import require
 from edgeir.recipe import TLCOptions
 
 
@@ -45,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
                     bundle = edgeir.export(args.method, target, variant=args.variant, task=args.task, output=out,
                                            input_size=(size, size), tlc=option)
                     seconds = time.perf_counter() - start
-                    runner = targets().get(target).runtime(bundle)
+                    runner = require(targets().get(target).runtime(bundle))
                     runners[target, label] = (runner, bundle.program()["name"])
                     record = bundle.manifest["recipe"].get("tlc")
                     windows = sorted({tuple(k) for k in record["layers"].values()}, reverse=True) if record else "-"

@@ -176,6 +176,16 @@ class Bundle:
     def programs(self) -> list[dict[str, Any]]:
         return self.manifest["recipe"]["programs"]
 
+    @property
+    def delegation(self) -> dict[str, dict[str, Any]]:
+        """Per program, what the target's delegate took (``ExportResult.delegation``); empty for targets without
+        delegates."""
+        return self.manifest.get("target_details", {}).get("delegation", {})
+
+    def dynamic_hw(self, program: str) -> bool:
+        """Whether the artifact's ``program`` accepts any H/W (``ExportResult.dynamic_hw``)."""
+        return bool(self.manifest.get("target_details", {}).get("dynamic_hw", {}).get(program, False))
+
     def program(self, name: str | None = None) -> dict[str, Any]:
         """The manifest entry of program ``name`` (the first one by default)."""
         if name is None:

@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     import numpy as np
@@ -19,12 +19,37 @@ if TYPE_CHECKING:
     from edgeir.recipe import ExportRecipe
 
 
+R = TypeVar("R")
+
+
 @dataclass(frozen=True)
 class Availability:
-    """Whether something can be used on this host, and if not, why."""
+    """Whether something can be used on this host, and if not, why.
+
+    A target answers a request for a runner with a runner, or with an ``Availability(False, reason)``:
+    one value that says it cannot, and why (never None plus a separate question).
+    """
 
     ok: bool
     reason: str = ""
+
+
+def unavailable(answer: object) -> Availability | None:
+    """The :class:`Availability` a target answered instead of a runner, or None when it gave a runner."""
+    return answer if isinstance(answer, Availability) else None
+
+
+def require(answer: R | Availability, what: str = "cannot run the artifact on this host") -> R:
+    """The runner a target answered with.
+
+    Raises:
+        UsageError: ``what: <the target's reason>`` when the target answered that it cannot.
+    """
+    if isinstance(answer, Availability):
+        from edgeir.errors import UsageError
+
+        raise UsageError(f"{what}: {answer.reason}")
+    return answer
 
 
 @dataclass(frozen=True)
@@ -42,10 +67,27 @@ class ExportOptions:
 
 @dataclass
 class ExportResult:
-    """What a target wrote: artifact files (relative to the bundle) and facts for the manifest."""
+    """What a target wrote: artifact files (relative to the bundle) and facts for the manifest.
+
+    Attributes:
+        files: Artifact files, relative to the bundle directory.
+        delegation: Per program, how much of the graph a delegate took (targets with delegates):
+            ``subgraphs``, ``delegated_nodes``, ``nodes_outside``, ``coverage`` and the operators left outside.
+        dynamic_hw: Programs whose artifact accepts any H/W (a multiple of the method's size multiple).
+        details: Everything else the target wants recorded (toolchain facts, compression, timings).
+    """
 
     files: list[str]
+    delegation: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dynamic_hw: dict[str, bool] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest's ``target_details``: the typed facts beside the target's own."""
+        typed = {"delegation": self.delegation} if self.delegation else {}
+        if self.dynamic_hw:
+            typed["dynamic_hw"] = self.dynamic_hw
+        return {**self.details, **typed}
 
 
 class Runner(ABC):
@@ -121,11 +163,11 @@ class Target(ABC):
         """Write the artifact for ``recipe`` into ``out_dir`` (an empty, private directory)."""
 
     @abstractmethod
-    def runtime(self, bundle: Bundle) -> Runner | None:
-        """A runner for the bundle's artifact, or None where this host cannot run the format."""
+    def runtime(self, bundle: Bundle) -> Runner | Availability:
+        """A runner for the bundle's artifact, or ``Availability(False, why)`` where this host cannot run it."""
 
-    def runtime_named(self, bundle: Bundle, name: str) -> Runner | None:
-        """The runner of runtime ``name`` (one of :attr:`runtimes`), or None where it cannot run here.
+    def runtime_named(self, bundle: Bundle, name: str) -> Runner | Availability:
+        """The runner of runtime ``name`` (one of :attr:`runtimes`), or ``Availability(False, why)``.
 
         Raises:
             UsageError: if the target has no runtime of that name.
@@ -141,12 +183,10 @@ class Target(ABC):
         output is below ``threshold_db`` against the eager intermediate. None where the target cannot tell."""
         return None
 
-    def profile_runner(self, bundle: Bundle, threads: int) -> ProfileRunner | None:
-        """A runner for timing the artifact with ``threads`` threads (0: the runtime's default).
-
-        Returns None where this host cannot run the format (then :meth:`runtime_unavailable_reason` says why).
-        """
-        return None
+    def profile_runner(self, bundle: Bundle, threads: int) -> ProfileRunner | Availability:
+        """A runner for timing the artifact with ``threads`` threads (0: the runtime's default), or
+        ``Availability(False, why)`` where this host cannot time it."""
+        return Availability(False, f"target {self.name} has no runtime to time on this host")
 
     def quant_engine(self, options: ExportOptions):
         """The :class:`~edgeir.quantization.scheme.QuantEngine` that serves ``options.quant``; None for float schemes
@@ -156,16 +196,6 @@ class Target(ABC):
             UsageError: when the scheme needs a backend other than ``options.backend``.
         """
         return None
-
-    def runtime_unavailable_reason(self, bundle: Bundle | None = None) -> str:
-        """Why :meth:`runtime` returns None on this host; empty when it does not.
-
-        Args:
-            bundle: The bundle asked about, for targets whose bundles differ (an ExecuTorch
-                ``.pte`` runs here or not by its delegate). Without it, the reason for the
-                bundles of this target that do not run here.
-        """
-        return ""
 
     def inspect(self, bundle: Bundle) -> dict[str, Any]:
         """Structural facts about an artifact, checked without running it (I/O, op counts)."""

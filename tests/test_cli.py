@@ -51,3 +51,16 @@ def test_env_reports_versions_and_plugins(capsys):
     info = json.loads(capsys.readouterr().out)
     assert info["packages"]["torch"].startswith("2.13")
     assert "anyir" in info["plugins"]["methods"]
+
+
+def test_list_in_a_checkout_that_is_not_installed_says_why(tmp_path):
+    """Without the package's entry points (a bare checkout on sys.path), `edgeir list` explains, not prints empty."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    (tmp_path / "edgeir").symlink_to(Path(__file__).parents[1] / "edgeir")
+    result = subprocess.run([sys.executable, "-S", "-m", "edgeir", "list"], cwd=tmp_path, capture_output=True,
+                            text=True, env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 3
+    assert "not installed" in result.stderr and "Methods:" not in result.stdout

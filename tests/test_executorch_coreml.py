@@ -9,6 +9,7 @@ import pytest
 import edgeir
 from edgeir.discovery import targets
 from edgeir.errors import UsageError
+from edgeir.target import Availability
 
 pytest.importorskip("executorch")
 pytest.importorskip("coremltools")
@@ -47,8 +48,8 @@ def test_fp32_pte_holds_a_coreml_delegate(coreml_pte):
     from edgeir.targets.executorch.runtime import _has_backend
 
     if not _has_backend("CoreMLBackend"):  # every non-Apple host: the payload runs through edgeir-mil
-        assert target.profile_runner(bundle, 1) is None
-        assert "Apple" in target.runtime_unavailable_reason(bundle)
+        timing = target.profile_runner(bundle, 1)
+        assert isinstance(timing, Availability) and "Apple" in timing.reason
         check = bundle.manifest["export_check"]
         assert check["status"] == "passed" and check["runtime"].startswith("edgeir-mil")
         report = edgeir.verify(bundle.path, photos=1)
@@ -108,10 +109,10 @@ def test_several_programs_share_one_multifunction_delegate(tmp_path):
     functions = structure["coreml_delegates"]
     assert functions["exit_1"]["op_counts"]["conv"] == 2 and functions["exit_2"]["op_counts"]["conv"] == 1
     assert "sigmoid" in functions["exit_2"]["op_counts"] and "sigmoid" not in functions["exit_1"]["op_counts"]
-    if target.runtime_unavailable_reason(bundle):
+    if isinstance(target.profile_runner(bundle, 1), Availability):
         # No CoreMLBackend in this runtime: each method is one delegate call, so edgeir-mil runs its payload.
         runner = target.runtime(bundle)
-        assert runner is not None and runner.runtime.startswith("edgeir-mil")
+        assert not isinstance(runner, Availability) and runner.runtime.startswith("edgeir-mil")
         x = torch.rand(shape)
         for name, module in modules.items():
             with torch.no_grad():
@@ -122,12 +123,12 @@ def test_several_programs_share_one_multifunction_delegate(tmp_path):
 
 @pytest.mark.target_executorch
 def test_xnnpack_bundles_still_run_here():
-    target = targets().get("executorch")
-
     class Stub:
         manifest = {"backend": "xnnpack"}
 
-    assert target.runtime_unavailable_reason(Stub()) == ""
+    from edgeir.targets.executorch.export import _missing_delegate
+
+    assert _missing_delegate(Stub()) == ""
 
 
 @pytest.mark.parametrize("quant, precision", [("fp32", "FLOAT32"), ("fp16", "FLOAT16"), ("int8", "FLOAT16")])

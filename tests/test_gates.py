@@ -3,7 +3,7 @@
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import write_synthetic_bundle
+from helpers import write_synthetic_bundle
 
 from edgeir.cli import main
 from edgeir.errors import GateFileError

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import write_synthetic_bundle
+from helpers import write_synthetic_bundle
 
 import edgeir
 from edgeir.bundle import MANIFEST, VERIFY, Bundle, remove_stale_partials, write_json

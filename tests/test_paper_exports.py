@@ -4,6 +4,7 @@ import pytest
 
 import edgeir
 from edgeir.discovery import methods, targets
+from edgeir.target import Availability
 
 
 @pytest.mark.slow
@@ -14,7 +15,7 @@ def test_paper_variant_exports_and_verifies(method, target, tmp_path):
     report = edgeir.verify(bundle.path, photos=2)
     assert report.status in ("passed", "not-run")
     if report.status == "not-run":
-        assert targets().get(target).runtime(bundle) is None
-    delegation = bundle.manifest["target_details"].get("delegation", {})
+        assert isinstance(targets().get(target).runtime(bundle), Availability)
+    delegation = bundle.delegation
     for stats in delegation.values():
         assert stats["coverage"] > 0.95

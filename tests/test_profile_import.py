@@ -4,7 +4,7 @@ import hashlib
 import json
 
 import pytest
-from conftest import write_synthetic_bundle
+from helpers import write_synthetic_bundle
 from profile_fixtures import write_etdump, write_ort_profile
 
 from edgeir.cli import main

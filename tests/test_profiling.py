@@ -5,7 +5,7 @@ import platform
 import shutil
 
 import pytest
-from conftest import write_synthetic_bundle
+from helpers import write_synthetic_bundle
 
 import edgeir
 from edgeir.cli import main

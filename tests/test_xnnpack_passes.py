@@ -149,7 +149,7 @@ def test_third_party_model_is_one_xnnpack_delegate(tmp_path) -> None:
                       outputs=(TensorSpec("restored", shape),))
     recipe = ExportRecipe(programs=(program,), tile=TileSpec(size=(16, 16), overlap=4))
     result = TARGET.export(recipe, ExportOptions(backend="xnnpack", quant="fp32"), tmp_path)
-    summary = result.details["delegation"]["forward"]
+    summary = result.delegation["forward"]
     assert summary["delegate_subgraphs"] == 1 and summary["non_delegated_nodes"] == 0, summary
     assert result.details["delegate_passes"]["forward"]
     x = program.example_inputs()[0]

@@ -90,7 +90,7 @@ def handle(args: argparse.Namespace) -> int:
             tlc_record = manifest["recipe"]["tlc"]
             print(f"  TLC: windows of {tlc_record['base_size']} at image level (train size "
                   f"{tlc_record['train_size']}), {len(tlc_record['layers'])} layers made local")
-        for name, stats in manifest["target_details"].get("delegation", {}).items():
+        for name, stats in bundle.delegation.items():
             print(f"  {name}: {stats['delegated_nodes']} nodes delegated in {stats['delegate_subgraphs']} "
                   f"subgraph(s), {stats['non_delegated_nodes']} outside ({stats['coverage']:.1%} coverage)")
         check = manifest["export_check"]

@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+
+NOTHING_REGISTERED = (
+    "no methods, targets or quantization schemes are registered: edgeir finds them through the entry points of "
+    "installed packages, and this edgeir is not installed (run from a checkout?). Install it with 'make install' "
+    "or 'pip install -e .', then run edgeir from that environment.")
 
 
 def add_parser(subparsers) -> None:
@@ -38,6 +44,9 @@ def handle(args: argparse.Namespace) -> int:
     for discovered in (methods(), targets(), quant_schemes()):
         catalog["failed_plugins"] += [failure.describe() for failure in discovered.failures.values()]
 
+    if not catalog["methods"] and not catalog["targets"] and not catalog["failed_plugins"]:
+        print(NOTHING_REGISTERED, file=sys.stderr)
+        return 3
     if args.json:
         print(json.dumps(catalog, indent=2))
         return 0

@@ -215,6 +215,7 @@ def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
     from edgeir.bundle import Bundle
     from edgeir.data.datasets import evaluation_pairs
     from edgeir.discovery import targets
+    from edgeir.target import require
     from edgeir.errors import UsageError
     from edgeir.runtime.feeds import photo_inputs, runs_on_photos
 
@@ -224,10 +225,7 @@ def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
     if task is not None and task != manifest["task"]:
         raise UsageError(f"bundle {path} was exported for task {manifest['task']}, not {task}")
     target = targets().get(bundle.target)
-    runner = target.runtime(bundle)
-    if runner is None:
-        raise UsageError(f"the {bundle.target} artifact cannot run on this host: "
-                         f"{target.runtime_unavailable_reason(bundle)}")
+    runner = require(target.runtime(bundle), f"the {bundle.target} artifact cannot run on this host")
     io = manifest["io"]
     exits: dict[str, dict[str, float]] = {}
     per_image: dict[str, dict[str, Any]] = {}

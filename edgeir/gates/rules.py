@@ -326,7 +326,7 @@ def metric_value(rule: Rule, bundle: Bundle, digest: str) -> tuple[float, str]:
     if metric == "size_mb":
         return sum((bundle.path / name).stat().st_size for name in bundle.manifest.get("files", {})) / 1e6, ""
     if metric == "delegation_coverage":
-        delegation = bundle.manifest.get("target_details", {}).get("delegation") or bundle.manifest.get("delegation")
+        delegation = bundle.delegation
         if not delegation:
             raise NotApplicable(f"{bundle.target} bundles have no delegation summary")
         programs = {k: v for k, v in delegation.items() if rule.program in (None, k)}

@@ -10,35 +10,34 @@ import contextlib
 import copy
 import dataclasses
 import logging
-import platform
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
-from edgeir import __version__
-from edgeir.bundle import MANIFEST, SCHEMA_VERSION, Bundle, atomic_directory, bundle_name, hash_files, write_json
+from edgeir.bundle import MANIFEST, Bundle, atomic_directory, bundle_name, hash_files, write_json
 from edgeir.discovery import methods, quant_schemes, targets
 from edgeir.errors import EdgeirError, StageError, UsageError
 from edgeir.evaluation.metrics import max_abs_error
 from edgeir.integrity import seal
+from edgeir.pipeline.manifest import Manifest, toolchain
 from edgeir.pipeline.recipe_check import check_recipe
+from edgeir.pipeline.request import ExportRequest
 from edgeir.progress import progress_bar
 from edgeir.quantization.scheme import QuantScheme
 from edgeir.recipe import ExportRecipe, Program, RecipeOptions, TLCOptions
 from edgeir.runtime.feeds import output_psnr
 from edgeir.runtime.reference import ReferenceRunner
-from edgeir.target import ExportOptions, Target, package_version
+from edgeir.target import Availability, ExportOptions, Runner, Target
 from edgeir.weights.build import build_model_with_weights
 
 log = logging.getLogger(__name__)
 
 STAGES = ("build", "recipe", "rewrite", "quantize", "export", "load", "run", "compare", "write")
 REWRITE_TOLERANCE = 1e-4
-MAX_SIDE = 4096  # largest side of an exported program (photos of any size are tiled through it)
 
 
 @contextlib.contextmanager
@@ -118,11 +117,26 @@ def _as_tuple(outputs) -> tuple[torch.Tensor, ...]:
     return (outputs,) if isinstance(outputs, torch.Tensor) else tuple(outputs)
 
 
-def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme, quantized=None) -> dict[str, Any]:
-    """Run every program of the artifact once on its example inputs and compare with the eager model.
+def run_programs(runner: Runner, reference: ExportRecipe, quantized=None) -> dict[str, list[np.ndarray]]:
+    """Run every program of the artifact once on its example input (a calibration sample for a quantized
+    export, ``quantized``: a :class:`~edgeir.quantization.stage.QuantizeResult`).
 
-    For a quantized export (``quantized``: a :class:`~edgeir.quantization.stage.QuantizeResult`) the input is a
-    calibration sample, and the artifact is also compared with its own fake-quant model.
+    Raises:
+        StageError: ('run') naming the program whose artifact does not run.
+    """
+    outputs = {}
+    for program in reference.programs:
+        try:
+            outputs[program.name] = runner.run(program.name, _example(program, quantized))
+        except Exception as exc:
+            raise StageError("run", f"program '{program.name}': {type(exc).__name__}: {exc}") from exc
+    return outputs
+
+
+def compare_outputs(outputs: dict[str, list[np.ndarray]], reference: ExportRecipe, scheme: QuantScheme,
+                    quantized=None) -> dict[str, Any]:
+    """Compare what each program of the artifact returned with the eager model on the same input, and for a
+    quantized export also with its own fake-quant model.
 
     Raises:
         StageError: ('compare') if the artifact disagrees beyond the scheme's tolerance, or with its
@@ -130,13 +144,8 @@ def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme, quantized=
     """
     results = {}
     for program in reference.programs:
-        example = [x.numpy() for x in program.example_inputs()]
-        if quantized is not None and program.name in quantized.samples:
-            example = [x.numpy() for x in quantized.samples[program.name]]
-        try:
-            got = runner.run(program.name, example)
-        except Exception as exc:
-            raise StageError("run", f"program '{program.name}': {type(exc).__name__}: {exc}") from exc
+        example = _example(program, quantized)
+        got = outputs[program.name]
         expected = ReferenceRunner(program.module, torch.device("cpu")).run(example)
         kinds = [spec.kind for spec in program.outputs] + ["image"] * max(0, len(got) - len(program.outputs))
         worst = min(output_psnr(g, e, {"kind": kind}) for g, e, kind in zip(got, expected, kinds, strict=False))
@@ -153,89 +162,64 @@ def smoke_check(runner, reference: ExportRecipe, scheme: QuantScheme, quantized=
     return results
 
 
-def export(
-    method: str,
-    target: str,
-    *,
-    variant: str | None = None,
-    task: str | None = None,
-    weights: str | Path | None = None,
-    output: str | Path = "artifacts",
-    quant: str | None = None,
-    backend: str | None = None,
-    input_size: tuple[int, int] | None = None,
-    seed: int = 0,
-    tlc: TLCOptions | bool | None = None,
-    qat_steps: int = 0,
-    calibration: str | Path | None = None,
-    exits: str | None = None,
-    qat_lr: float | None = None,
-    sign_key: str | Path | None = None,
-    record_weights_path: bool = False,
-) -> Bundle:
+def _example(program: Program, quantized=None) -> list[np.ndarray]:
+    if quantized is not None and program.name in quantized.samples:
+        return [x.numpy() for x in quantized.samples[program.name]]
+    return [x.numpy() for x in program.example_inputs()]
+
+
+def export(method: str, target: str, **options: Any) -> Bundle:
     """Export ``method`` to ``target`` and return the bundle written under ``output``.
 
-    Args:
-        method: Registered method name.
-        target: Registered target name.
-        variant: Model variant (method default when None).
-        task: Restoration task (method default when None).
-        weights: Checkpoint to load; None loads the weights the plugin ships for this variant and task
-            (``MethodSpec.weights``) and, where it ships none, a seeded random initialisation (and says so);
-            ``"random"`` asks for the random initialisation explicitly.
-        output: Directory the bundle directory is created in.
-        quant: Quantization / precision scheme (target default when None).
-        backend: Target backend (target default when None).
-        input_size: (H, W) of the exported programs (method default when None).
-        seed: Seed of the random initialisation when no weights are given.
-        tlc: Export the Test-time Local Converter form (True for the default windows, or the
-            options); only for methods whose I/O contract declares global operations. The bundle
-            is named ``<method>-local-...`` and its manifest records the windows under ``recipe.tlc``.
-        qat_steps: Quantization-aware fine-tuning steps for integer schemes (0 = post-training quantization).
-        calibration: Folder of clean images for calibration and QAT (None: the built-in photos' training split).
-        exits: Early exits to export ("all" or "1,3,6") for methods with exit programs (``exit_<k>``).
-        qat_lr: Peak learning rate of quantization-aware training (default: the quantize stage's, 2e-5).
-        sign_key: ed25519 private key (PEM) to sign the manifest with (:mod:`edgeir.integrity`).
-        record_weights_path: Record the checkpoint's absolute path in the manifest (by default only its
-            file name and sha256: a bundle that ships in an app must not carry the build machine's paths).
+    Keyword arguments are the fields of :class:`~edgeir.pipeline.request.ExportRequest` (variant, task,
+    weights, output, quant, backend, input_size, seed, tlc, qat_steps, calibration, exits, qat_lr, sign_key,
+    record_weights_path); see there for what each means. Without ``weights`` the plugin's shipped weights
+    for this variant and task are loaded, else a seeded random initialisation (and export says so).
 
     Raises:
         UsageError: for unknown names or bad options (``tlc`` for a method without global
             operations, or whose recipe does not implement the conversion).
         StageError: when a stage fails; it names the stage.
     """
-    if input_size is not None and not all(0 < int(side) <= MAX_SIDE for side in input_size):
-        raise UsageError(f"input size {input_size[0]}x{input_size[1]}: each side must be 1 to {MAX_SIDE} pixels")
-    spec = methods().get(method)
-    target_obj: Target = targets().get(target)
-    variant = spec.variant(variant or spec.default_variant).name
-    task = spec.check_task(task or spec.default_task)
-    options, scheme = resolve_target_options(target_obj, backend, quant)
-    tlc_options = resolve_tlc(spec, variant, task, tlc)
+    return run_export(ExportRequest(method, target, **options))
+
+
+def run_export(request: ExportRequest) -> Bundle:
+    """Run the export stages for ``request`` in order and return the sealed bundle (see :func:`export`)."""
+    spec = methods().get(request.method)
+    target_obj: Target = targets().get(request.target)
+    variant = spec.variant(request.variant or spec.default_variant).name
+    task = spec.check_task(request.task or spec.default_task)
+    options, scheme = resolve_target_options(target_obj, request.backend, request.quant)
+    tlc_options = resolve_tlc(spec, variant, task, request.tlc)
     from edgeir.quantization.stage import check_qat_steps, engine_for
 
     engine = engine_for(target_obj, options, scheme)
-    check_qat_steps(scheme, qat_steps, qat_lr)
-    target_label = target if options.backend == target_obj.default_backend else f"{target}-{options.backend}"
-    method_label = f"{method}-local" if tlc_options else method
-    final = Path(output) / bundle_name(method_label, variant, task, target_label, options.quant)
-    if sign_key is not None:
+    check_qat_steps(scheme, request.qat_steps, request.qat_lr)
+    target_label = request.target if options.backend == target_obj.default_backend \
+        else f"{request.target}-{options.backend}"
+    # "-tlc", not "-local": a registered '<method>-local' twin exports into '<method>-local-...' with its own windows.
+    method_label = f"{request.method}-tlc" if tlc_options else request.method
+    final = Path(request.output) / bundle_name(method_label, variant, task, target_label, options.quant)
+    if request.sign_key is not None:
         from edgeir.integrity import load_private_key
 
-        load_private_key(sign_key)  # a bad key is a usage error before the work, not after
+        load_private_key(request.sign_key)  # a bad key is a usage error before the work, not after
 
     timings: dict[str, float] = {}
     with progress_bar(total=len(STAGES), desc=f"export {final.name}") as bar:
         with stage("build", bar, timings):
-            model, weights_info = build_model_with_weights(method, variant, task, weights, seed)
+            model, weights_info = build_model_with_weights(request.method, variant, task, request.weights,
+                                                           request.seed)
         with stage("recipe", bar, timings):
-            recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=input_size,
-                                                      tlc=tlc_options, exits=exits))
+            recipe = spec.recipe(model, RecipeOptions(variant=variant, task=task, input_size=request.input_size,
+                                                      tlc=tlc_options, exits=request.exits))
             if tlc_options and recipe.tlc is None:
-                raise UsageError(f"method '{method}' declares global operations but its recipe does not implement "
-                                 "the TLC conversion (it must localise its programs and set ExportRecipe.tlc)")
-            if exits is not None and not any(p.name.startswith("exit_") for p in recipe.programs):
-                raise UsageError(f"method '{method}' has no early exits (its programs: "
+                raise UsageError(f"method '{request.method}' declares global operations but its recipe does not "
+                                 "implement the TLC conversion (it must localise its programs and set "
+                                 "ExportRecipe.tlc)")
+            if request.exits is not None and not any(p.name.startswith("exit_") for p in recipe.programs):
+                raise UsageError(f"method '{request.method}' has no early exits (its programs: "
                                  f"{', '.join(p.name for p in recipe.programs)}); drop --exits")
             if engine is not None and not engine.post_export:
                 from edgeir.quantization.stage import quantized_programs
@@ -249,39 +233,45 @@ def export(
             if engine is not None and not engine.post_export:
                 from edgeir.quantization.stage import quantize_recipe
 
-                quantized = quantize_recipe(engine, scheme, spec, lowered, task, qat_steps=qat_steps,
-                                            calibration=calibration, seed=seed, qat_lr=qat_lr)
+                quantized = quantize_recipe(engine, scheme, spec, lowered, task, qat_steps=request.qat_steps,
+                                            calibration=request.calibration, seed=request.seed,
+                                            qat_lr=request.qat_lr)
         with atomic_directory(final) as tmp:
             with stage("export", bar, timings):
                 result = target_obj.export(quantized.recipe if quantized else lowered, options, tmp)
-            manifest = _manifest(spec, variant, task, target_obj, options, recipe, weights_info,
-                                 rewrite_records, result.details, hash_files(tmp, result.files))
+            quantization = None
             if engine is not None:
                 from edgeir.quantization.stage import quantization_manifest
 
-                manifest["quantization"] = quantization_manifest(engine, scheme, quantized, tmp, qat_steps)
-            if exits is not None:
-                manifest["recipe_options"] = {"exits": exits}
-                manifest["exits"] = [{"program": p.name, **p.metadata} for p in recipe.programs
-                                     if p.name.startswith("exit_")]
-            _strip_local_paths(manifest, record_weights_path, calibration)
-            write_json(tmp / MANIFEST, seal(manifest))
-            bundle = Bundle(tmp, manifest)
+                quantization = _scrub_calibration_path(
+                    quantization_manifest(engine, scheme, quantized, tmp, request.qat_steps), request.calibration)
+            manifest = Manifest(
+                method=spec.name, paper=spec.paper, variant=variant, task=task, target=target_obj.name,
+                backend=options.backend, quant=options.quant, io=spec.io(variant, task).to_json(),
+                params=sum(p.numel() for p in recipe.programs[0].module.parameters()), recipe=recipe.to_json(),
+                rewrites_applied=rewrite_records,
+                weights=_weights_record(weights_info.to_json(), request.record_weights_path),
+                target_details=result.to_json(), files=hash_files(tmp, result.files),
+                toolchain=toolchain(target_obj.toolchain_versions()), quantization=quantization,
+                recipe_options={"exits": request.exits} if request.exits is not None else None,
+                exits=[{"program": p.name, **p.metadata} for p in recipe.programs if p.name.startswith("exit_")]
+                if request.exits is not None else None,
+            )
             with stage("load", bar, timings):
-                runner = target_obj.runtime(bundle)
-            if runner is None:
-                manifest["export_check"] = {"status": "not-run",
-                                            "reason": target_obj.runtime_unavailable_reason(bundle)}
+                runner = target_obj.runtime(Bundle(tmp, manifest.to_json()))
+            if isinstance(runner, Availability):
+                export_check = {"status": "not-run", "reason": runner.reason}
                 bar.update(2)
             else:
                 with stage("run", bar, timings):
-                    check = smoke_check(runner, lowered, scheme, quantized)
+                    outputs = run_programs(runner, lowered, quantized)
                 with stage("compare", bar, timings):
-                    manifest["export_check"] = {"status": "passed", "runtime": runner.runtime, "programs": check}
+                    export_check = {"status": "passed", "runtime": runner.runtime,
+                                    "programs": compare_outputs(outputs, lowered, scheme, quantized)}
             with stage("write", bar, timings):
-                manifest["stage_seconds"] = timings
-                _check_no_local_paths(manifest, tmp)
-                write_json(tmp / MANIFEST, seal(manifest, sign_key))
+                manifest = dataclasses.replace(manifest, export_check=export_check, stage_seconds=timings)
+                _check_no_local_paths(manifest.to_json(), tmp)
+                write_json(tmp / MANIFEST, seal(manifest.to_json(), request.sign_key))
     return Bundle.open(final)
 
 
@@ -300,60 +290,39 @@ def resolve_tlc(spec, variant: str, task: str, tlc: TLCOptions | bool | None) ->
     return TLCOptions() if tlc is True else tlc
 
 
-def _manifest(spec, variant, task, target, options, recipe: ExportRecipe, weights_info, rewrite_records,
-              details, files) -> dict[str, Any]:
-    program: Program = recipe.programs[0]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "edgeir_version": __version__,
-        "toolchain": {"python": platform.python_version(), "torch": package_version("torch"),
-                      **target.toolchain_versions()},
-        "host": {"system": platform.system(), "machine": platform.machine()},
-        "method": spec.name,
-        "paper": spec.paper,
-        "variant": variant,
-        "task": task,
-        "target": target.name,
-        "backend": options.backend,
-        "quant": options.quant,
-        "io": spec.io(variant, task).to_json(),
-        "params": sum(p.numel() for p in program.module.parameters()),
-        "recipe": recipe.to_json(),
-        "rewrites_applied": rewrite_records,
-        "weights": weights_info.to_json(),
-        "target_details": details,
-        "files": files,
-    }
+def _scrub_calibration_path(quantization: dict[str, Any], calibration: str | Path | None) -> dict[str, Any]:
+    """The quantize stage's record with the calibration folder named by its name, not its absolute path."""
+    if calibration is None:
+        return quantization
+    spelled = {str(Path(calibration).resolve()), str(calibration)}
+    spelled = sorted((s for s in spelled if Path(s).is_absolute()), key=len, reverse=True)
+
+    def scrub(value):
+        if isinstance(value, dict):
+            return {k: scrub(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [scrub(v) for v in value]
+        if isinstance(value, str):
+            for path in spelled:
+                value = value.replace(path, Path(path).name)
+        return value
+
+    return scrub(quantization)
 
 
-def _strip_local_paths(manifest: dict[str, Any], keep_weights_path: bool, calibration=None) -> None:
+def _weights_record(weights: dict[str, Any], keep_path: bool) -> dict[str, Any]:
     """Weights provenance as file name + sha256: the absolute path only when asked for (this machine's
-    :mod:`edgeir.weights.checkpoint_index` remembers it for ``verify``); the calibration folder by its name."""
-    if calibration is not None and "quantization" in manifest:
-        spelled = {str(Path(calibration).resolve()), str(calibration)}
-        spelled = sorted((s for s in spelled if Path(s).is_absolute()), key=len, reverse=True)
-
-        def scrub(value):
-            if isinstance(value, dict):
-                return {k: scrub(v) for k, v in value.items()}
-            if isinstance(value, list):
-                return [scrub(v) for v in value]
-            if isinstance(value, str):
-                for path in spelled:
-                    value = value.replace(path, Path(path).name)
-            return value
-
-        manifest["quantization"] = scrub(manifest["quantization"])
-    weights = manifest.get("weights", {})
+    :mod:`edgeir.weights.checkpoint_index` remembers it for ``verify``)."""
+    weights = dict(weights)
     if weights.get("path"):
         weights["file"] = Path(weights["path"]).name
         if weights.get("source") == "checkpoint" and weights.get("file_sha256"):
             from edgeir.weights.checkpoint_index import remember
 
             remember(weights["file_sha256"], weights["path"])
-        if not keep_weights_path:
+        if not keep_path:
             del weights["path"]
+    return weights
 
 
 def _check_no_local_paths(manifest: dict[str, Any], tmp: Path) -> None:

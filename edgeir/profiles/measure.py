@@ -19,6 +19,7 @@ from edgeir.errors import UsageError
 from edgeir.profiles.device import this_host
 from edgeir.profiles.profile import Measurement, Profile
 from edgeir.progress import progress_bar
+from edgeir.target import Availability
 
 DEFAULT_THREADS = (1,)
 
@@ -93,8 +94,8 @@ def profile(
     with progress_bar(total=len(programs) * len(threads) * (runs + warmup), desc="profile") as bar:
         for count in threads:
             runner = target.profile_runner(bundle, count)
-            if runner is None:
-                result = Profile(runtime=runtime, not_run=target.runtime_unavailable_reason(bundle), **base)
+            if isinstance(runner, Availability):
+                result = Profile(runtime=runtime, not_run=runner.reason, **base)
                 return result, result.save(bundle.path)
             runtime.update(name=runner.runtime, version=runner.version())
             for entry in programs:

@@ -25,6 +25,7 @@ from edgeir.errors import UsageError
 from edgeir.integrity import EVIDENCE_FIELD, stale_reason
 from edgeir.profiles.profile import Profile, bundle_profiles
 from edgeir.report.plots import CropRow, Curve, Point, crops, pareto_front, scatter, tradeoff
+from edgeir.target import unavailable
 
 log = logging.getLogger(__name__)
 
@@ -175,9 +176,9 @@ def crop_rows(entries: list[ReportEntry], photo: str = CROP_PHOTO, seed: int = 0
             references[key] = ReferenceRunner(module).run([batch])[0][0].transpose(1, 2, 0)
         target = targets().get(entry.bundle.target)
         runner = target.runtime(entry.bundle)
-        artifact = None if runner is None else runner.run(program["name"], [batch])[0][0].transpose(1, 2, 0)
-        rows.append(CropRow(entry.label, degraded, references[key], artifact,
-                            "" if runner else target.runtime_unavailable_reason(entry.bundle)))
+        missing = unavailable(runner)
+        artifact = None if missing else runner.run(program["name"], [batch])[0][0].transpose(1, 2, 0)
+        rows.append(CropRow(entry.label, degraded, references[key], artifact, missing.reason if missing else ""))
     return rows
 
 
@@ -204,8 +205,8 @@ def adaptive_curves(entries: list[ReportEntry], thresholds=ADAPTIVE_THRESHOLDS,
             continue
         target = targets().get(entry.bundle.target)
         runner = target.runtime(entry.bundle)
-        if runner is None:
-            notes.append(f"{entry.label}: no adaptive curve: {target.runtime_unavailable_reason(entry.bundle)}")
+        if missing := unavailable(runner):
+            notes.append(f"{entry.label}: no adaptive curve: {missing.reason}")
             continue
         image = next((p["inputs"][0] for p in entry.bundle.programs if p["inputs"][0]["kind"] == "image"), None)
         if image is None:

@@ -23,6 +23,7 @@ from edgeir.progress import progress_bar
 from edgeir.runtime.feeds import photo_inputs, runs_on_photos
 from edgeir.runtime.tiling import dynamic_tile, restore_tiled
 from edgeir.runtime.whole_photo import tile_program_for, tile_runner
+from edgeir.target import require
 
 # Largest tile side for programs with dynamic H/W: bigger tiles mean fewer seams but more memory.
 DYNAMIC_TILE = 512
@@ -77,7 +78,7 @@ def tile_policy(bundle: Bundle, program: dict[str, Any]) -> TilePolicy:
     overlap = int(tile.get("overlap", 0))
     scale = int(outputs[0].get("scale", 1))
     dynamic = program.get("dynamic_hw")
-    if dynamic and bundle.manifest.get("target_details", {}).get("dynamic_hw", {}).get(program["name"], False):
+    if dynamic and bundle.dynamic_hw(program["name"]):
         multiple = max(multiple, int(dynamic["multiple"]))
         return TilePolicy(None, overlap, multiple, scale, channels, (int(dynamic["min"]), int(dynamic["max"])))
     return TilePolicy((height, width), overlap, multiple, scale, channels)
@@ -112,9 +113,7 @@ def _open(bundle: str | Path | Bundle, program: str | None, adaptive: float | No
     spec = bundle.program(program) if program else default_program(bundle)
     policy = tile_policy(bundle, spec)
     target = targets().get(bundle.target)
-    runner = target.runtime(bundle)
-    if runner is None:
-        raise UsageError(f"cannot run a {bundle.target} artifact here: {target.runtime_unavailable_reason(bundle)}")
+    runner = require(target.runtime(bundle), f"cannot run a {bundle.target} artifact here")
     runner.say_slow_once()  # an interpreted runtime says so, once
 
     def run(name: str, inputs: list[np.ndarray]) -> np.ndarray:

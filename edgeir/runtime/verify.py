@@ -20,6 +20,7 @@ from edgeir.quantization.stage import load_fakequant
 from edgeir.recipe import RecipeOptions, TLCOptions
 from edgeir.runtime.feeds import fill_inputs, output_psnr, photo_inputs, runs_on_photos
 from edgeir.runtime.reference import ReferenceRunner
+from edgeir.target import Availability
 from edgeir.weights.build import build_model_with_weights
 
 log = logging.getLogger(__name__)
@@ -84,8 +85,8 @@ def verify(
         "structure": target.inspect(bundle),
     }
     runner = target.runtime(bundle) if runtime is None else target.runtime_named(bundle, runtime)
-    if runner is None:
-        data.update(status="not-run", reason=target.runtime_unavailable_reason(bundle))
+    if isinstance(runner, Availability):
+        data.update(status="not-run", reason=runner.reason)
         write_json(bundle.path / VERIFY, data)
         return VerifyReport(bundle.path, "not-run", data)
 

@@ -237,10 +237,18 @@ class Exports:
     _eager: dict[str, Any] | None = None
 
     def bundle(self, target: str) -> Bundle:
-        """The method's ``tiny`` bundle for ``target`` (random weights: the machinery, not a shipped model)."""
+        """The method's ``tiny`` bundle for ``target`` (random weights: the machinery, not a shipped model).
+
+        Raises:
+            NotRun: if the target cannot export on this host (its availability says why).
+        """
         if target not in self._bundles:
             import edgeir
 
+            availability = targets().get(target).availability()
+            if not availability.ok:
+                self._bundles[target] = NotRun(f"target '{target}' cannot export on this host: {availability.reason}")
+                raise self._bundles[target]
             try:
                 self._bundles[target] = edgeir.export(self.method, target, variant=VARIANT, output=self.root,
                                                       weights="random")
@@ -248,6 +256,8 @@ class Exports:
                 self._bundles[target] = exc
                 raise
         result = self._bundles[target]
+        if isinstance(result, NotRun):
+            raise NotRun(str(result))
         if isinstance(result, BaseException):
             raise AssertionError(f"not checked: the export to {target} failed ({result})") from result
         return result

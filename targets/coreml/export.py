@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from edgeir import __version__
+from edgeir.targets.coreml.quiet import converter_progress
 from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
 
 PACKAGE = "model.mlpackage"
@@ -74,9 +75,6 @@ class CoreMLTarget(Target):
     backends = ("mlprogram",)
     quant_schemes = ("fp16", "fp32", "int8", "int8-weights", "w4")
     default_quant = "fp16"
-
-    def __init__(self) -> None:
-        self._unavailable: dict[str, str] = {}  # bundle path -> why it does not run here
 
     def quant_engine(self, options: ExportOptions):
         if options.quant == "int8":
@@ -140,15 +138,16 @@ class CoreMLTarget(Target):
         pipeline = ct.PassPipeline.DEFAULT
         pipeline.remove_passes(list(SKIPPED_PASSES))
         precision = ct.precision.FLOAT32 if options.quant == "fp32" else ct.precision.FLOAT16
-        model = ct.convert(
-            exported,
-            inputs=[ct.TensorType(name=spec.name, shape=spec.shape) for spec in program.inputs],
-            outputs=[ct.TensorType(name=spec.name) for spec in program.outputs],
-            convert_to="mlprogram",
-            minimum_deployment_target=ct.target.iOS17,
-            compute_precision=precision,
-            pass_pipeline=pipeline,
-        )
+        with converter_progress():
+            model = ct.convert(
+                exported,
+                inputs=[ct.TensorType(name=spec.name, shape=spec.shape) for spec in program.inputs],
+                outputs=[ct.TensorType(name=spec.name) for spec in program.outputs],
+                convert_to="mlprogram",
+                minimum_deployment_target=ct.target.iOS17,
+                compute_precision=precision,
+                pass_pipeline=pipeline,
+            )
         model.author = f"edgeir {__version__}"
         model.short_description = f"{program.name}: image restoration exported by edgeir"
         model.version = __version__
@@ -167,34 +166,31 @@ class CoreMLTarget(Target):
             compression["package_bytes_after"] = _tree_bytes(path)
         return compression
 
-    def runtime(self, bundle) -> Runner | None:
-        """Core ML on macOS; elsewhere edgeir's MIL interpreter, or None when the package holds an op it
-        does not interpret (:meth:`runtime_unavailable_reason` names it)."""
+    def runtime(self, bundle) -> Runner | Availability:
+        """Core ML on macOS; elsewhere edgeir's MIL interpreter, or why not when the package holds an op it
+        does not interpret."""
         if platform.system() == "Darwin":
             return CoreMLRunner(bundle.path / PACKAGE, bundle.programs)
         return self._mil_runner(bundle)
 
-    def runtime_named(self, bundle, name: str) -> Runner | None:
+    def runtime_named(self, bundle, name: str) -> Runner | Availability:
         """``coreml`` (Core ML itself, macOS only) or ``mil`` (edgeir's interpreter, any host)."""
         if name == "mil":
             return self._mil_runner(bundle)
         if name == "coreml":
             if platform.system() != "Darwin":
-                self._unavailable[str(bundle.path)] = ("Core ML predictions need macOS; this host runs "
-                                                       f"{platform.system()}")
-                return None
+                return Availability(False, f"Core ML predictions need macOS; this host runs {platform.system()}")
             return CoreMLRunner(bundle.path / PACKAGE, bundle.programs)
         return super().runtime_named(bundle, name)
 
-    def _mil_runner(self, bundle) -> Runner | None:
+    def _mil_runner(self, bundle) -> Runner | Availability:
         from edgeir.targets.coreml.mil import NotInterpreted
         from edgeir.targets.coreml.runtime import MILRunner
 
         try:
             return MILRunner(bundle.path / PACKAGE, bundle.programs)
         except NotInterpreted as exc:
-            self._unavailable[str(bundle.path)] = str(exc)
-            return None
+            return Availability(False, str(exc))
 
     def locate_divergence(self, bundle, program: str, module, inputs, threshold_db: float):
         """The first MIL op whose output departs from the eager model's intermediate, found by interpreting
@@ -203,20 +199,13 @@ class CoreMLTarget(Target):
 
         return locate(bundle.path / PACKAGE, program, bundle.programs, module, inputs, threshold_db)
 
-    def profile_runner(self, bundle, threads: int) -> ProfileRunner | None:
+    def profile_runner(self, bundle, threads: int) -> ProfileRunner | Availability:
         if platform.system() != "Darwin":
-            return None
+            # edgeir-mil gives numbers (verify, run), not Core ML's speed.
+            return Availability(False, f"Core ML predictions need macOS; this host runs {platform.system()}. "
+                                       "edgeir's MIL interpreter checks the package's numbers (verify, run), but an "
+                                       "interpreter's speed says nothing about Core ML's, so it is not timed")
         return CoreMLProfileRunner(bundle.path / PACKAGE, bundle.programs)
-
-    def runtime_unavailable_reason(self, bundle=None) -> str:
-        if bundle is not None and str(bundle.path) in self._unavailable:
-            return self._unavailable[str(bundle.path)]
-        if platform.system() == "Darwin":
-            return ""
-        # Reached for timing (profile_runner): edgeir-mil gives numbers, not Core ML's speed.
-        return (f"Core ML predictions need macOS; this host runs {platform.system()}. edgeir's MIL interpreter "
-                "checks the package's numbers (verify, run), but an interpreter's speed says nothing about "
-                "Core ML's, so it is not timed")
 
     def inspect(self, bundle) -> dict[str, Any]:
         """Inputs, outputs and MIL operation counts per function, read from the saved package."""

@@ -63,9 +63,6 @@ class ExecuTorchTarget(Target):
     #: Schemes per backend: fp16 only through the Core ML delegate; int8 needs a quantizer for the delegate.
     backend_schemes = {"xnnpack": ("fp32", "int8"), "portable": ("fp32",), "coreml": ("fp32", "fp16", "int8")}
 
-    def __init__(self) -> None:
-        self._payload_reasons: dict[str, str] = {}  # bundle path -> why edgeir-mil cannot run its payloads
-
     def quant_engine(self, options: ExportOptions):
         offered = self.backend_schemes.get(options.backend, ())
         if options.quant not in offered:
@@ -119,24 +116,27 @@ class ExecuTorchTarget(Target):
             partitioners = [coreml_partitioner(options.quant)]
             details["coreml"] = {"minimum_deployment_target": "iOS17",
                                  "compute_precision": COREML_PRECISION[options.quant]}
+        from edgeir.targets.coreml.quiet import converter_progress
+
         start = time.perf_counter()
-        edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
+        with converter_progress():  # the Core ML delegate converts with coremltools
+            edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
         seconds["to_edge_transform_and_lower"] = time.perf_counter() - start
-        details["delegation"] = {name: delegation_summary(edge.exported_program(name).graph_module)
-                                 for name in exported}
+        delegation = {name: delegation_summary(edge.exported_program(name).graph_module) for name in exported}
         start = time.perf_counter()
         buffer = edge.to_executorch().buffer
         seconds["to_executorch"] = time.perf_counter() - start
         details["export_seconds"] = {k: round(v, 3) for k, v in seconds.items()}
         details["delegates"] = delegate_ids(buffer)
         (out_dir / PTE).write_bytes(buffer)
-        return ExportResult(files=[PTE], details=details)
+        return ExportResult(files=[PTE], delegation=delegation, details=details)
 
-    def runtime(self, bundle) -> Runner | None:
+    def runtime(self, bundle) -> Runner | Availability:
         """ExecuTorch's runtime; for a Core ML-delegated ``.pte`` on a runtime without ``CoreMLBackend``,
         edgeir-mil on the delegate payloads where each method is one delegate call
-        (:mod:`edgeir.targets.coreml.delegate`), else None."""
-        if not self.runtime_unavailable_reason(bundle):
+        (:mod:`edgeir.targets.coreml.delegate`), else why neither runs it."""
+        missing = _missing_delegate(bundle)
+        if not missing:
             return ExecuTorchRunner(bundle.path / PTE)
         from edgeir.targets.coreml.delegate import DelegatePayloadRunner, NotSound
         from edgeir.targets.coreml.mil import NotInterpreted
@@ -144,29 +144,13 @@ class ExecuTorchTarget(Target):
         try:
             return DelegatePayloadRunner(bundle.path / PTE)
         except (NotSound, NotInterpreted) as exc:
-            self._payload_reasons[str(bundle.path)] = str(exc)
-            return None
+            return Availability(False, f"{missing}; edgeir-mil cannot stand in for it: {exc}")
 
-    def profile_runner(self, bundle, threads: int) -> ProfileRunner | None:
-        if self.runtime_unavailable_reason(bundle):
-            return None
+    def profile_runner(self, bundle, threads: int) -> ProfileRunner | Availability:
+        missing = _missing_delegate(bundle)
+        if missing:
+            return Availability(False, missing)
         return ExecuTorchProfileRunner(bundle.path / PTE, threads)
-
-    def runtime_unavailable_reason(self, bundle=None) -> str:
-        """Why a bundle does not run here: only one lowered to the Core ML delegate, on a runtime without it.
-
-        Without a bundle, the reason for the only bundles this target cannot run (Core ML
-        delegate), or empty when this runtime has the Core ML backend.
-        """
-        if bundle is not None and _backend(bundle) != "coreml":
-            return ""
-        if _has_backend(COREML_BACKEND_ID):
-            return ""
-        reason = ("the ExecuTorch Core ML delegate runs only on Apple devices (iOS, macOS): this host's ExecuTorch "
-                  f"runtime has no {COREML_BACKEND_ID} registered, so a .pte lowered with --backend coreml was "
-                  "checked structurally only (methods, delegates), not run")
-        why = self._payload_reasons.get(str(bundle.path)) if bundle is not None else None
-        return reason + (f"; edgeir-mil cannot stand in for it: {why}" if why else "")
 
     def inspect(self, bundle) -> dict[str, Any]:
         from executorch.runtime import Runtime
@@ -180,6 +164,16 @@ class ExecuTorchTarget(Target):
 
     def toolchain_versions(self) -> dict[str, str]:
         return {"executorch": package_version("executorch")}
+
+
+def _missing_delegate(bundle) -> str:
+    """Why this host's ExecuTorch runtime cannot run the bundle: only a ``.pte`` lowered to the Core ML delegate,
+    on a runtime without it; empty when it can."""
+    if _backend(bundle) != "coreml" or _has_backend(COREML_BACKEND_ID):
+        return ""
+    return ("the ExecuTorch Core ML delegate runs only on Apple devices (iOS, macOS): this host's ExecuTorch "
+            f"runtime has no {COREML_BACKEND_ID} registered, so a .pte lowered with --backend coreml was "
+            "checked structurally only (methods, delegates), not run")
 
 
 def _backend(bundle) -> str:

@@ -40,14 +40,14 @@ class OnnxTarget(Target):
 
         if options.quant == "int8":
             return self._export_qdq(recipe, out_dir)
-        files, details = [], {"opset": OPSET, "dynamic_hw": {}}
+        files, dynamic_hw = [], {}
         for program in recipe.programs:
             name = program_file(program.name, len(recipe.programs))
             input_names = [spec.name for spec in program.inputs]
             dynamic = None
             if program.dynamic_hw is not None:
                 dynamic = self._dynamic_shapes(program)
-                details["dynamic_hw"][program.name] = True
+                dynamic_hw[program.name] = True
             onnx_program = torch.onnx.export(
                 program.module, program.example_inputs(), dynamo=True, opset_version=OPSET,
                 verbose=False, input_names=input_names, output_names=[spec.name for spec in program.outputs],
@@ -56,7 +56,7 @@ class OnnxTarget(Target):
             onnx_program.save(str(out_dir / name), external_data=False)
             _finalise(out_dir / name)
             files.append(name)
-        return ExportResult(files=files, details=details)
+        return ExportResult(files=files, dynamic_hw=dynamic_hw, details={"opset": OPSET})
 
     @staticmethod
     def _export_qdq(recipe, out_dir: Path) -> ExportResult:
@@ -81,7 +81,7 @@ class OnnxTarget(Target):
         # ONNX Runtime's extended optimisations fuse each DQ -> Conv/MatMul -> Q into QLinearConv /
         # QLinearMatMul (integer kernels); at the basic level the QDQ model runs in float. The bundle says
         # which level it was verified with; an app must create its session the same way.
-        return ExportResult(files=files, details={"opset": OPSET, "dynamic_hw": {}, "format": "QDQ",
+        return ExportResult(files=files, details={"opset": OPSET, "format": "QDQ",
                                                   "ort_graph_optimization": "all",
                                                   "integer_weights": integer_weights})
 
@@ -101,10 +101,10 @@ class OnnxTarget(Target):
                 shapes.append({})
         return tuple(shapes)
 
-    def runtime(self, bundle) -> Runner | None:
+    def runtime(self, bundle) -> Runner | Availability:
         return OnnxRunner(bundle.path, bundle.programs, optimization=_optimization(bundle))
 
-    def profile_runner(self, bundle, threads: int) -> ProfileRunner | None:
+    def profile_runner(self, bundle, threads: int) -> ProfileRunner | Availability:
         return OnnxProfileRunner(bundle.path, bundle.programs, threads, _optimization(bundle))
 
     def inspect(self, bundle) -> dict[str, Any]:

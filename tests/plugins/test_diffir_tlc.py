@@ -112,7 +112,7 @@ def test_recipe_with_tlc_is_static_and_records_the_windows():
 def test_export_with_tlc_runs_local_windows_and_verifies(tmp_path):
     bundle = edgeir.export("diffir", "onnx", variant="tiny", output=tmp_path, tlc=SMALL)
     manifest = bundle.manifest
-    assert bundle.path.name.startswith("diffir-local-tiny-")
+    assert bundle.path.name.startswith("diffir-tlc-tiny-")
     assert manifest["recipe"]["tlc"]["train_size"] == [32, 32]
     assert manifest["recipe"]["tlc"]["layers"]["G.encoder_level1.0.attn.attend"] == [48, 48]
     assert manifest["export_check"]["status"] == "passed"

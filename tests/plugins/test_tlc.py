@@ -213,7 +213,7 @@ def test_export_with_tlc_runs_local_windows_and_verifies(tmp_path):
     # 64x64 input, level-1 windows of 48 px: the artifact really runs overlapping windows.
     bundle = edgeir.export("restormer", "onnx", variant="tiny", output=tmp_path, tlc=TLCOptions(train_size=(32, 32)))
     manifest = bundle.manifest
-    assert bundle.path.name.startswith("restormer-local-tiny-")
+    assert bundle.path.name.startswith("restormer-tlc-tiny-")  # never the registered restormer-local's directory
     assert manifest["recipe"]["tlc"]["train_size"] == [32, 32]
     assert manifest["recipe"]["tlc"]["layers"]["encoder_level1.0.attn"] == [48, 48]
     assert manifest["recipe"]["programs"][0]["dynamic_hw"] is None
