@@ -192,3 +192,11 @@ def test_check_plugin_passes_on_nafnet_for_every_target(capsys):
     out = capsys.readouterr().out
     assert code == 0, out
     assert ", 0 failed, " in out and "FAIL" not in out
+
+
+def test_check_plugin_unknown_target_lists_the_valid_ones(capsys):
+    from edgeir.cli import main
+
+    assert main(["check-plugin", "nafnet", "--targets", "onnx,tflite"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown target 'tflite'" in err and "onnx" in err
