@@ -25,12 +25,13 @@ demo: install
 	$(VENV)/bin/edgeir export anyir --target coreml -o artifacts
 	$(VENV)/bin/edgeir verify $(DEMO_BUNDLE)
 
-# Two workers (one per core here and in CI), one torch thread each so they do not fight over the cores.
+# Two workers (one per core here and in CI), one torch thread each so they do not fight over the cores; the
+# cases of one (method, target) share a worker (--dist loadgroup), so its bundle is exported once.
 test: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --durations=15
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup --durations=15
 
 test-all: install
-	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 -m ''
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n 2 --dist loadgroup -m ''
 
 lint: install
 	$(VENV)/bin/ruff check edgeir plugins quant targets tests bench

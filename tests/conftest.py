@@ -16,20 +16,28 @@ def torch_threads():
 
 
 @pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    """One ``tiny`` bundle per (method, target), exported once for the session and shared."""
-    import edgeir
+def kit_exports(tmp_path_factory):
+    """``kit_exports(method)``: the plugin kit's :class:`~edgeir.testing.conformance.Exports` of a method, one
+    per session: each (method, target) ``tiny`` bundle is exported once, with explicitly random weights
+    (conformance checks the export machinery, whatever weights edgeir ships)."""
+    from edgeir.testing.conformance import Exports
 
     root = tmp_path_factory.mktemp("bundles")
     cache = {}
 
-    def get(method, target):
-        if (method, target) not in cache:
-            # Explicitly random: conformance checks the export machinery, whatever weights edgeir ships.
-            cache[method, target] = edgeir.export(method, target, variant="tiny", output=root, weights="random")
-        return cache[method, target]
+    def get(method):
+        if method not in cache:
+            cache[method] = Exports(method, root / method)
+            cache[method].root.mkdir()
+        return cache[method]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def exported(kit_exports):
+    """``exported(method, target)``: the session's shared ``tiny`` bundle (see ``kit_exports``)."""
+    return lambda method, target: kit_exports(method).bundle(target)
 
 
 def _registered_targets() -> list[str]:
@@ -49,6 +57,10 @@ def pytest_collection_modifyitems(config, items):
     grids), as ExecuTorch's backend suite marks each flow."""
     known = set(_registered_targets())
     for item in items:
-        target = getattr(item, "callspec", None) and item.callspec.params.get("target")
+        params = item.callspec.params if hasattr(item, "callspec") else {}
+        target, method = params.get("target"), params.get("method")
         if isinstance(target, str) and target in known:
             item.add_marker(f"target_{target.replace('-', '_')}")
+            if isinstance(method, str):
+                # one worker per (method, target) under `pytest -n 2 --dist loadgroup`: the bundle is exported once
+                item.add_marker(pytest.mark.xdist_group(f"{method}@{target}"))
