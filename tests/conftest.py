@@ -20,15 +20,34 @@ def kit_exports(tmp_path_factory):
     """``kit_exports(method)``: the plugin kit's :class:`~edgeir.testing.conformance.Exports` of a method, one
     per session: each (method, target) ``tiny`` bundle is exported once, with explicitly random weights
     (conformance checks the export machinery, whatever weights edgeir ships)."""
+    from filelock import FileLock
+
+    from edgeir.bundle import Bundle
     from edgeir.testing.conformance import Exports
 
-    root = tmp_path_factory.mktemp("bundles")
+    class SharedExports(Exports):
+        """Exports shared by the pytest-xdist workers of one run: the first worker to need a bundle exports it
+        (under a file lock), the others open it."""
+
+        def bundle(self, target):
+            if target not in self._bundles:
+                with FileLock(str(self.root / f".{target}.lock")):
+                    done = self.root / f".{target}.done"
+                    if done.exists():
+                        self._bundles[target] = Bundle.open(self.root / done.read_text())
+                    else:
+                        done.write_text(super().bundle(target).path.name)
+            return super().bundle(target)
+
+    # the run's base temporary directory is shared by its workers (each worker's basetemp lies below it)
+    base = tmp_path_factory.getbasetemp()
+    root = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "shared-bundles"
     cache = {}
 
     def get(method):
         if method not in cache:
-            cache[method] = Exports(method, root / method)
-            cache[method].root.mkdir()
+            cache[method] = SharedExports(method, root / method)
+            cache[method].root.mkdir(parents=True, exist_ok=True)
         return cache[method]
 
     return get

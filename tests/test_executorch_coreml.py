@@ -70,6 +70,7 @@ def test_a_pte_with_operators_outside_the_delegate_says_why_it_is_not_interprete
     assert "0 delegate call(s)" in why_not(pte) and "ExecuTorch operator" in why_not(pte)
 
 
+@pytest.mark.slow  # PT2E + CoreMLQuantizer on the Core ML target is in the default run (test_quant_coreml)
 @pytest.mark.target_executorch
 def test_int8_goes_through_the_coreml_quantizer(coreml_pte):
     bundle = coreml_pte("int8")

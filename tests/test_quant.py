@@ -31,8 +31,10 @@ def int8_bundles(tmp_path_factory):
     return get
 
 
-@pytest.mark.parametrize("target,engine", [("executorch", "pt2e-xnnpack"), ("onnx", "nncf")])
-@pytest.mark.parametrize("qat_steps", [0, 2])
+@pytest.mark.parametrize("qat_steps,target,engine", [
+    (0, "executorch", "pt2e-xnnpack"), (0, "onnx", "nncf"), (2, "onnx", "nncf"),
+    pytest.param(2, "executorch", "pt2e-xnnpack", marks=pytest.mark.slow),  # PT2E QAT by default: the Core ML row
+])
 def test_int8_export_records_engine_and_matches_fakequant(int8_bundles, target, engine, qat_steps):
     bundle = int8_bundles(target, qat_steps)
     quant = bundle.manifest["quantization"]

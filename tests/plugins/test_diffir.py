@@ -246,6 +246,7 @@ def test_gaussian_denoising_takes_the_deblurring_layout():
     assert config_for("mobile", "denoise50") == config_for("mobile", "deblur")
 
 
+@pytest.mark.slow  # the NNCF engine's conv/linear-only placement is in the default run through AnyIR (test_quant)
 def test_onnx_int8_qat_trains_with_finite_losses(tmp_path):
     """NNCF's default quantized DIRformer's LayerNorm arithmetic: the quantized sqrt(var + eps) of flat
     features rounded to zero and the first QAT step's loss was NaN; only weighted layers are quantized."""
