@@ -7,7 +7,7 @@ and a missing SDK is a value (:class:`Availability`), not an ImportError at star
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,6 +45,15 @@ class ExportResult:
     """What a target wrote: artifact files (relative to the bundle) and facts for the manifest."""
 
     files: list[str]
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ReferenceWeights:
+    """The weights an artifact computes with where they are not the exported model's (compressed weights,
+    decompressed), keyed like the eager program module's state dict, with facts for ``verify.json``."""
+
+    tensors: dict[str, Any]
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -139,6 +148,17 @@ class Target(ABC):
                           threshold_db: float) -> dict[str, Any] | None:
         """Where a failing artifact departs from the eager ``module`` on ``inputs``: the first operation whose
         output is below ``threshold_db`` against the eager intermediate. None where the target cannot tell."""
+        return None
+
+    def reference_weights(self, bundle: Bundle, program: str, state: Mapping[str, Any]) -> ReferenceWeights | None:
+        """The weights the artifact of ``program`` holds, for a scheme that compresses them: each compressed
+        tensor decompressed and keyed like ``state`` (the eager program module's state dict), so ``verify`` can
+        rebuild its reference with the artifact's own weights. None (the default) where the artifact stores the
+        weights as exported.
+
+        Raises:
+            CheckFailed: if a stored weight maps to no tensor of ``state``, or is not a compression of it.
+        """
         return None
 
     def profile_runner(self, bundle: Bundle, threads: int) -> ProfileRunner | None:

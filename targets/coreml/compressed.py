@@ -1,0 +1,180 @@
+"""The weights a weight-compressed Core ML package computes with, mapped back to the eager model's state dict.
+
+``int8-weights`` and ``w4`` packages store their large weights as ``constexpr_affine_dequantize`` (int8 data,
+per-channel scale) and ``constexpr_lut_to_dense`` (4-bit indices into a 16-entry palette) ops. ``verify``
+compares such an artifact with the eager model rebuilt with *these* weights, decoded from the saved package
+by edgeir-mil's own kernels, so the check isolates the conversion and the float16 arithmetic from the
+compression, whose cost is reported separately.
+
+Mapping a compressed weight to the tensor of the state dict it came from:
+
+1. **by name**: coremltools keeps ``torch.export``'s placeholder name in the const's name: parameter
+   ``encoder.0.W_exp.weight`` is placeholder ``p_encoder_0_w_exp_weight`` (buffers ``b_``), and the compressed
+   const is that name plus suffixes (``_to_fp16_palettized``, ``_to_fp16_quantized``). The longest state-dict
+   key whose placeholder name is the const's name up to such a ``_`` suffix wins; it must have the same shape.
+2. **by value**, for a const no name claims (a weight a rewrite renamed, a name shared by two keys): among
+   the same-shape tensors not already claimed, the one the decoded weight is closest to (highest SNR). It
+   must be clearly the closest: at least :data:`MIN_WEIGHT_SNR_DB` and :data:`UNIQUE_MARGIN_DB` above the
+   second.
+
+Every compressed weight must map to exactly one tensor, and every mapped weight must be a compression of
+that tensor (SNR >= :data:`MIN_WEIGHT_SNR_DB`: a 4-bit palette keeps about 20 dB, int8 about 40 dB). Otherwise
+the package holds weights that are not the model's and :class:`WeightMappingError` says which.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from edgeir.errors import CheckFailed
+
+#: A compressed weight further than this from the float tensor it maps to is not its compression.
+MIN_WEIGHT_SNR_DB = 10.0
+#: By value, the best same-shape candidate must beat the second by this much.
+UNIQUE_MARGIN_DB = 6.0
+#: ``torch.export`` placeholder prefixes: parameters, buffers.
+PREFIXES = ("p_", "b_")
+
+
+class WeightMappingError(CheckFailed):
+    """A compressed weight of the package maps to no tensor of the reference, to several, or to one it is not
+    a compression of."""
+
+
+@dataclass
+class MappedWeights:
+    """The decoded weights by state-dict key, and one record per compressed const (for ``verify.json``)."""
+
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Counts and the worst weight SNR, for the report."""
+        by = {how: sum(r["matched_by"] == how for r in self.records) for how in ("name", "value")}
+        worst = min(self.records, key=lambda r: r["weight_snr_db"]) if self.records else None
+        return {"compressed_weights": len(self.records), "matched_by_name": by["name"],
+                "matched_by_value": by["value"],
+                **({"min_weight_snr_db": worst["weight_snr_db"], "min_weight_snr_key": worst["key"]} if worst else {})}
+
+
+def placeholder_name(key: str, prefix: str) -> str:
+    """``torch.export``'s placeholder name for state-dict ``key``: lower case, dots (anything not a word
+    character) become ``_``."""
+    return prefix + re.sub(r"\W", "_", key).lower()
+
+
+def weight_snr_db(decoded: torch.Tensor, reference: torch.Tensor) -> float:
+    """``10 log10(sum(ref^2) / sum((decoded - ref)^2))`` in float64; ``inf`` when equal."""
+    ref = reference.detach().double().cpu()
+    error = float(((decoded.detach().double().cpu() - ref) ** 2).sum())
+    signal = float((ref ** 2).sum())
+    if error == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / error)
+
+
+def map_weights(decoded: Mapping[str, tuple[str, torch.Tensor]], state: Mapping[str, torch.Tensor]) -> MappedWeights:
+    """Map every decoded compressed const (name -> ``(op type, tensor)``) to one tensor of ``state``.
+
+    Returns the decoded tensors keyed like ``state`` (in the state's dtype), with one record per const.
+
+    Raises:
+        WeightMappingError: if a const maps to no tensor, two consts map to one, or a mapped const is not a
+            compression of its tensor.
+    """
+    tensors = {key: value for key, value in state.items() if isinstance(value, torch.Tensor)}
+    names = _names(tensors)
+    mapped = MappedWeights()
+    claimed: dict[str, str] = {}
+    pending = []
+    for const, (op_type, value) in decoded.items():
+        key = _by_name(const, names)
+        if key is None or tuple(tensors[key].shape) != tuple(value.shape):
+            pending.append(const)
+            continue
+        _claim(claimed, key, const)
+        mapped.records.append(_record(const, op_type, key, "name", value, tensors[key]))
+    for const in pending:
+        op_type, value = decoded[const]
+        key = _by_value(const, value, tensors, claimed)
+        _claim(claimed, key, const)
+        mapped.records.append(_record(const, op_type, key, "value", value, tensors[key]))
+    for record in mapped.records:
+        if record["weight_snr_db"] < MIN_WEIGHT_SNR_DB:
+            raise WeightMappingError(
+                f"compressed weight `{record['const']}` of the package is not a compression of `{record['key']}` "
+                f"(matched by {record['matched_by']}): {record['weight_snr_db']:.1f} dB against it "
+                f"(< {MIN_WEIGHT_SNR_DB:.0f} dB); the package holds weights that are not the model's")
+    for record in mapped.records:
+        value = decoded[record["const"]][1]
+        mapped.weights[record["key"]] = value.detach().to(device="cpu", dtype=tensors[record["key"]].dtype)
+    return mapped
+
+
+def package_weights(package: Path, program: str, state: Mapping[str, torch.Tensor]) -> MappedWeights:
+    """The compressed weights of ``program`` in the saved ``package`` (its function of that name, or the single
+    function ``main``), decoded and mapped onto ``state``."""
+    from edgeir.targets.coreml.mil import MILProgram
+
+    mil = MILProgram(package, device="cpu")
+    function = program if program in mil.functions else mil.functions[0]
+    return map_weights(mil.decompressed_weights(function), state)
+
+
+def _names(tensors: Mapping[str, torch.Tensor]) -> dict[str, str | None]:
+    """Placeholder name -> key; None where two keys give the same name (left to the value match)."""
+    names: dict[str, str | None] = {}
+    for key in tensors:
+        for prefix in PREFIXES:
+            name = placeholder_name(key, prefix)
+            names[name] = None if name in names and names[name] != key else key
+    return names
+
+
+def _by_name(const: str, names: Mapping[str, str | None]) -> str | None:
+    """The key whose placeholder name is ``const`` or its longest ``_``-bounded prefix."""
+    parts = const.lower().split("_")
+    for end in range(len(parts), 0, -1):
+        candidate = "_".join(parts[:end])
+        if candidate in names:
+            return names[candidate]  # None when ambiguous: no shorter name may claim it
+    return None
+
+
+def _by_value(const: str, value: torch.Tensor, tensors: Mapping[str, torch.Tensor], claimed: Mapping[str, str]) -> str:
+    candidates = sorted(((weight_snr_db(value, tensor), key) for key, tensor in tensors.items()
+                         if key not in claimed and tuple(tensor.shape) == tuple(value.shape)), reverse=True)
+    if not candidates or candidates[0][0] < MIN_WEIGHT_SNR_DB:
+        closest = f"; the closest, `{candidates[0][1]}`, is at {candidates[0][0]:.1f} dB" if candidates else ""
+        raise WeightMappingError(
+            f"compressed weight `{const}` {list(value.shape)} of the package maps to no tensor of the reference: "
+            f"no name matches and no unclaimed tensor of that shape is within {MIN_WEIGHT_SNR_DB:.0f} dB"
+            f"{closest} (a weight coremltools derived from several tensors, e.g. a scale folded into a conv, "
+            "is not mapped back)")
+    if len(candidates) > 1 and candidates[1][0] > candidates[0][0] - UNIQUE_MARGIN_DB:
+        raise WeightMappingError(
+            f"compressed weight `{const}` {list(value.shape)} of the package matches several tensors of the "
+            f"reference: `{candidates[0][1]}` ({candidates[0][0]:.1f} dB) and `{candidates[1][1]}` "
+            f"({candidates[1][0]:.1f} dB)")
+    return candidates[0][1]
+
+
+def _claim(claimed: dict[str, str], key: str, const: str) -> None:
+    if key in claimed:
+        raise WeightMappingError(f"compressed weights `{claimed[key]}` and `{const}` of the package both map to "
+                                 f"`{key}`")
+    claimed[key] = const
+
+
+def _record(const: str, op_type: str, key: str, how: str, value: torch.Tensor, tensor: torch.Tensor) -> dict[str, Any]:
+    return {"const": const, "op": op_type, "key": key, "matched_by": how,
+            "weight_snr_db": round(weight_snr_db(value, tensor), 2)}
