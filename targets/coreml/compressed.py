@@ -17,6 +17,13 @@ Mapping a compressed weight to the tensor of the state dict it came from:
    must be clearly the closest: at least :data:`MIN_WEIGHT_SNR_DB` and :data:`UNIQUE_MARGIN_DB` above the
    second.
 
+3. **as a folded scale**: coremltools' ``fuse_conv_scale`` turns ``conv(x, W) * s`` (a constant ``s``, one per
+   output channel) into ``conv(x, W * s)``, a const named after the ``mul`` (NAFNet's ``conv5(x) * gamma``:
+   ``mul_22_weight_0_to_fp16_palettized``). The pair ``(W, s)`` of reference tensors whose product is clearly
+   closest is taken, and ``W`` becomes ``D / s`` (``D`` the decoded weight), so the eager model, which
+   multiplies by ``s`` again, computes with ``D``. An all-zero ``D`` folded from an all-zero scale (NAFNet's
+   initial ``gamma``) contributes nothing in either model and substitutes nothing.
+
 Every compressed weight must map to exactly one tensor, and every mapped weight must be a compression of
 that tensor (SNR >= :data:`MIN_WEIGHT_SNR_DB`: a 4-bit palette keeps about 20 dB, int8 about 40 dB). Otherwise
 the package holds weights that are not the model's and :class:`WeightMappingError` says which.
@@ -39,6 +46,8 @@ from edgeir.errors import CheckFailed
 MIN_WEIGHT_SNR_DB = 10.0
 #: By value, the best same-shape candidate must beat the second by this much.
 UNIQUE_MARGIN_DB = 6.0
+#: How a compressed weight was matched, in the order tried.
+MATCHES = ("name", "value", "folded-scale", "zero-scale")
 #: ``torch.export`` placeholder prefixes: parameters, buffers.
 PREFIXES = ("p_", "b_")
 
@@ -57,10 +66,11 @@ class MappedWeights:
 
     def summary(self) -> dict[str, Any]:
         """Counts and the worst weight SNR, for the report."""
-        by = {how: sum(r["matched_by"] == how for r in self.records) for how in ("name", "value")}
-        worst = min(self.records, key=lambda r: r["weight_snr_db"]) if self.records else None
-        return {"compressed_weights": len(self.records), "matched_by_name": by["name"],
-                "matched_by_value": by["value"],
+        by = {how: sum(r["matched_by"] == how for r in self.records) for how in MATCHES}
+        scored = [r for r in self.records if r["weight_snr_db"] is not None]
+        worst = min(scored, key=lambda r: r["weight_snr_db"]) if scored else None
+        return {"compressed_weights": len(self.records), **{f"matched_by_{how.replace('-', '_')}": count
+                                                            for how, count in by.items() if count or how == "name"},
                 **({"min_weight_snr_db": worst["weight_snr_db"], "min_weight_snr_key": worst["key"]} if worst else {})}
 
 
@@ -85,7 +95,7 @@ def weight_snr_db(decoded: torch.Tensor, reference: torch.Tensor) -> float:
 def map_weights(decoded: Mapping[str, tuple[str, torch.Tensor]], state: Mapping[str, torch.Tensor]) -> MappedWeights:
     """Map every decoded compressed const (name -> ``(op type, tensor)``) to one tensor of ``state``.
 
-    Returns the decoded tensors keyed like ``state`` (in the state's dtype), with one record per const.
+    Returns the tensors to substitute, keyed like ``state`` (in the state's dtype), with one record per const.
 
     Raises:
         WeightMappingError: if a const maps to no tensor, two consts map to one, or a mapped const is not a
@@ -103,20 +113,38 @@ def map_weights(decoded: Mapping[str, tuple[str, torch.Tensor]], state: Mapping[
             continue
         _claim(claimed, key, const)
         mapped.records.append(_record(const, op_type, key, "name", value, tensors[key]))
-    for const in pending:
+        mapped.weights[key] = value
+    for const in pending:  # after every name has claimed its tensor
         op_type, value = decoded[const]
-        key = _by_value(const, value, tensors, claimed)
+        key, failure = _by_value(const, value, tensors, claimed)
+        if key is not None:
+            _claim(claimed, key, const)
+            mapped.records.append(_record(const, op_type, key, "value", value, tensors[key]))
+            mapped.weights[key] = value
+            continue
+        folded = _by_folded_scale(value, tensors, claimed)
+        if folded is None:
+            raise WeightMappingError(failure)
+        key, scale = folded
+        record = {"const": const, "op": op_type, "scale": scale}
+        if key is None:  # all zero, folded from an all-zero scale: no tensor to substitute
+            mapped.records.append({**record, "scale": None, "key": None, "matched_by": "zero-scale",
+                                   "weight_snr_db": None})
+            continue
         _claim(claimed, key, const)
-        mapped.records.append(_record(const, op_type, key, "value", value, tensors[key]))
+        channels = _channel_scale(tensors[scale], value)
+        mapped.records.append(_record(const, op_type, key, "folded-scale", value, tensors[key] * channels) | record)
+        # the eager model multiplies the conv's output by the scale again: conv(x, D / s) * s == conv(x, D)
+        mapped.weights[key] = torch.where(channels != 0, value.double() / channels.double(),
+                                          tensors[key].detach().cpu().double())
     for record in mapped.records:
-        if record["weight_snr_db"] < MIN_WEIGHT_SNR_DB:
+        if record["weight_snr_db"] is not None and record["weight_snr_db"] < MIN_WEIGHT_SNR_DB:
             raise WeightMappingError(
                 f"compressed weight `{record['const']}` of the package is not a compression of `{record['key']}` "
                 f"(matched by {record['matched_by']}): {record['weight_snr_db']:.1f} dB against it "
                 f"(< {MIN_WEIGHT_SNR_DB:.0f} dB); the package holds weights that are not the model's")
-    for record in mapped.records:
-        value = decoded[record["const"]][1]
-        mapped.weights[record["key"]] = value.detach().to(device="cpu", dtype=tensors[record["key"]].dtype)
+    mapped.weights = {key: value.detach().to(device="cpu", dtype=tensors[key].dtype)
+                      for key, value in mapped.weights.items()}
     return mapped
 
 
@@ -150,22 +178,53 @@ def _by_name(const: str, names: Mapping[str, str | None]) -> str | None:
     return None
 
 
-def _by_value(const: str, value: torch.Tensor, tensors: Mapping[str, torch.Tensor], claimed: Mapping[str, str]) -> str:
+def _by_value(const: str, value: torch.Tensor, tensors: Mapping[str, torch.Tensor],
+              claimed: Mapping[str, str]) -> tuple[str | None, str]:
+    """The unclaimed same-shape tensor clearly closest to ``value``, or None and why there is none."""
     candidates = sorted(((weight_snr_db(value, tensor), key) for key, tensor in tensors.items()
                          if key not in claimed and tuple(tensor.shape) == tuple(value.shape)), reverse=True)
     if not candidates or candidates[0][0] < MIN_WEIGHT_SNR_DB:
         closest = f"; the closest, `{candidates[0][1]}`, is at {candidates[0][0]:.1f} dB" if candidates else ""
-        raise WeightMappingError(
-            f"compressed weight `{const}` {list(value.shape)} of the package maps to no tensor of the reference: "
-            f"no name matches and no unclaimed tensor of that shape is within {MIN_WEIGHT_SNR_DB:.0f} dB"
-            f"{closest} (a weight coremltools derived from several tensors, e.g. a scale folded into a conv, "
-            "is not mapped back)")
+        return None, (f"compressed weight `{const}` {list(value.shape)} of the package maps to no tensor of the "
+                      f"reference: no name matches, no unclaimed tensor of that shape is within "
+                      f"{MIN_WEIGHT_SNR_DB:.0f} dB{closest}, and it is no such tensor times a per-channel scale of "
+                      "the reference")
     if len(candidates) > 1 and candidates[1][0] > candidates[0][0] - UNIQUE_MARGIN_DB:
         raise WeightMappingError(
             f"compressed weight `{const}` {list(value.shape)} of the package matches several tensors of the "
             f"reference: `{candidates[0][1]}` ({candidates[0][0]:.1f} dB) and `{candidates[1][1]}` "
             f"({candidates[1][0]:.1f} dB)")
-    return candidates[0][1]
+    return candidates[0][1], ""
+
+
+def _by_folded_scale(value: torch.Tensor, tensors: Mapping[str, torch.Tensor],
+                     claimed: Mapping[str, str]) -> tuple[str | None, str] | None:
+    """``(weight key, scale key)`` where coremltools folded a scale of the model into a conv weight
+    (``fuse_conv_scale``: ``conv(x, W) * s`` becomes ``conv(x, W * s)``, the const named after the ``mul``).
+
+    ``s`` is a tensor of the reference with one entry per output channel (or one); the pair is the unclaimed
+    same-shape ``W`` and ``s`` whose product is clearly closest to ``value``. An all-zero ``value`` folded
+    from an all-zero scale gives ``(None, scale key)``: the weight contributes nothing, in either model.
+    None when no pair fits.
+    """
+    scales = [key for key, tensor in tensors.items() if tensor.numel() in (1, value.shape[0]) and value.dim() > 1]
+    if not value.any():
+        zero = [key for key in scales if not tensors[key].any()]
+        return (None, zero[0]) if zero else None
+    weights = [key for key, tensor in tensors.items()
+               if key not in claimed and tuple(tensor.shape) == tuple(value.shape)]
+    candidates = sorted(((weight_snr_db(value, tensors[w] * _channel_scale(tensors[s], value)), w, s)
+                         for w in weights for s in scales if tensors[s].any()), reverse=True)
+    if not candidates or candidates[0][0] < MIN_WEIGHT_SNR_DB:
+        return None
+    if len(candidates) > 1 and candidates[1][0] > candidates[0][0] - UNIQUE_MARGIN_DB:
+        return None
+    return candidates[0][1], candidates[0][2]
+
+
+def _channel_scale(scale: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """``scale`` shaped to multiply ``weight`` along its first (output-channel) axis."""
+    return scale.detach().cpu().float().reshape(-1, *([1] * (weight.dim() - 1))).expand_as(weight)
 
 
 def _claim(claimed: dict[str, str], key: str, const: str) -> None:
@@ -176,5 +235,6 @@ def _claim(claimed: dict[str, str], key: str, const: str) -> None:
 
 
 def _record(const: str, op_type: str, key: str, how: str, value: torch.Tensor, tensor: torch.Tensor) -> dict[str, Any]:
+    snr = weight_snr_db(value, tensor)
     return {"const": const, "op": op_type, "key": key, "matched_by": how,
-            "weight_snr_db": round(weight_snr_db(value, tensor), 2)}
+            "weight_snr_db": round(snr, 2) if math.isfinite(snr) else 999.0}
