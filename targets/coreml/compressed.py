@@ -20,9 +20,10 @@ Mapping a compressed weight to the tensor of the state dict it came from:
 3. **as a folded scale**: coremltools' ``fuse_conv_scale`` turns ``conv(x, W) * s`` (a constant ``s``, one per
    output channel) into ``conv(x, W * s)``, a const named after the ``mul`` (NAFNet's ``conv5(x) * gamma``:
    ``mul_22_weight_0_to_fp16_palettized``). The pair ``(W, s)`` of reference tensors whose product is clearly
-   closest is taken, and ``W`` becomes ``D / s`` (``D`` the decoded weight), so the eager model, which
-   multiplies by ``s`` again, computes with ``D``. An all-zero ``D`` folded from an all-zero scale (NAFNet's
-   initial ``gamma``) contributes nothing in either model and substitutes nothing.
+   closest is taken (over a plain value match only when :data:`UNIQUE_MARGIN_DB` closer), and ``W`` becomes
+   ``D / s`` (``D`` the decoded weight), so the eager model, which multiplies by ``s`` again, computes with
+   ``D``. An all-zero ``D`` folded from an all-zero scale (NAFNet's initial ``gamma``) contributes nothing in
+   either model and substitutes nothing.
 
 Every compressed weight must map to exactly one tensor, and every mapped weight must be a compression of
 that tensor (SNR >= :data:`MIN_WEIGHT_SNR_DB`: a 4-bit palette keeps about 20 dB, int8 about 40 dB). Otherwise
@@ -116,16 +117,17 @@ def map_weights(decoded: Mapping[str, tuple[str, torch.Tensor]], state: Mapping[
         mapped.weights[key] = value
     for const in pending:  # after every name has claimed its tensor
         op_type, value = decoded[const]
-        key, failure = _by_value(const, value, tensors, claimed)
-        if key is not None:
+        key, snr, failure = _by_value(const, value, tensors, claimed)
+        folded = _by_folded_scale(value, tensors, claimed)
+        # a weight times a scale can also be close to the weight alone: the fold wins when clearly closer
+        if key is not None and (folded is None or folded[2] < snr + UNIQUE_MARGIN_DB):
             _claim(claimed, key, const)
             mapped.records.append(_record(const, op_type, key, "value", value, tensors[key]))
             mapped.weights[key] = value
             continue
-        folded = _by_folded_scale(value, tensors, claimed)
         if folded is None:
             raise WeightMappingError(failure)
-        key, scale = folded
+        key, scale, _ = folded
         record = {"const": const, "op": op_type, "scale": scale}
         if key is None:  # all zero, folded from an all-zero scale: no tensor to substitute
             mapped.records.append({**record, "scale": None, "key": None, "matched_by": "zero-scale",
@@ -179,38 +181,38 @@ def _by_name(const: str, names: Mapping[str, str | None]) -> str | None:
 
 
 def _by_value(const: str, value: torch.Tensor, tensors: Mapping[str, torch.Tensor],
-              claimed: Mapping[str, str]) -> tuple[str | None, str]:
-    """The unclaimed same-shape tensor clearly closest to ``value``, or None and why there is none."""
+              claimed: Mapping[str, str]) -> tuple[str | None, float, str]:
+    """``(key, SNR, "")``: the unclaimed same-shape tensor clearly closest to ``value``; else ``(None, -inf, why)``."""
     candidates = sorted(((weight_snr_db(value, tensor), key) for key, tensor in tensors.items()
                          if key not in claimed and tuple(tensor.shape) == tuple(value.shape)), reverse=True)
     if not candidates or candidates[0][0] < MIN_WEIGHT_SNR_DB:
         closest = f"; the closest, `{candidates[0][1]}`, is at {candidates[0][0]:.1f} dB" if candidates else ""
-        return None, (f"compressed weight `{const}` {list(value.shape)} of the package maps to no tensor of the "
-                      f"reference: no name matches, no unclaimed tensor of that shape is within "
-                      f"{MIN_WEIGHT_SNR_DB:.0f} dB{closest}, and it is no such tensor times a per-channel scale of "
-                      "the reference")
+        why = (f"compressed weight `{const}` {list(value.shape)} of the package maps to no tensor of the reference: "
+               f"no name matches, no unclaimed tensor of that shape is within {MIN_WEIGHT_SNR_DB:.0f} dB{closest}, "
+               "and it is no such tensor times a per-channel scale of the reference")
+        return None, -math.inf, why
     if len(candidates) > 1 and candidates[1][0] > candidates[0][0] - UNIQUE_MARGIN_DB:
         raise WeightMappingError(
             f"compressed weight `{const}` {list(value.shape)} of the package matches several tensors of the "
             f"reference: `{candidates[0][1]}` ({candidates[0][0]:.1f} dB) and `{candidates[1][1]}` "
             f"({candidates[1][0]:.1f} dB)")
-    return candidates[0][1], ""
+    return candidates[0][1], candidates[0][0], ""
 
 
 def _by_folded_scale(value: torch.Tensor, tensors: Mapping[str, torch.Tensor],
-                     claimed: Mapping[str, str]) -> tuple[str | None, str] | None:
-    """``(weight key, scale key)`` where coremltools folded a scale of the model into a conv weight
+                     claimed: Mapping[str, str]) -> tuple[str | None, str, float] | None:
+    """``(weight key, scale key, SNR)`` where coremltools folded a scale of the model into a conv weight
     (``fuse_conv_scale``: ``conv(x, W) * s`` becomes ``conv(x, W * s)``, the const named after the ``mul``).
 
     ``s`` is a tensor of the reference with one entry per output channel (or one); the pair is the unclaimed
     same-shape ``W`` and ``s`` whose product is clearly closest to ``value``. An all-zero ``value`` folded
-    from an all-zero scale gives ``(None, scale key)``: the weight contributes nothing, in either model.
+    from an all-zero scale gives ``(None, scale key, inf)``: the weight contributes nothing, in either model.
     None when no pair fits.
     """
     scales = [key for key, tensor in tensors.items() if tensor.numel() in (1, value.shape[0]) and value.dim() > 1]
     if not value.any():
         zero = [key for key in scales if not tensors[key].any()]
-        return (None, zero[0]) if zero else None
+        return (None, zero[0], math.inf) if zero else None
     weights = [key for key, tensor in tensors.items()
                if key not in claimed and tuple(tensor.shape) == tuple(value.shape)]
     candidates = sorted(((weight_snr_db(value, tensors[w] * _channel_scale(tensors[s], value)), w, s)
@@ -219,7 +221,7 @@ def _by_folded_scale(value: torch.Tensor, tensors: Mapping[str, torch.Tensor],
         return None
     if len(candidates) > 1 and candidates[1][0] > candidates[0][0] - UNIQUE_MARGIN_DB:
         return None
-    return candidates[0][1], candidates[0][2]
+    return candidates[0][1], candidates[0][2], candidates[0][0]
 
 
 def _channel_scale(scale: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
