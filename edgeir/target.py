@@ -51,7 +51,8 @@ class ExportResult:
 @dataclass(frozen=True)
 class ReferenceWeights:
     """The weights an artifact computes with where they are not the exported model's (compressed weights,
-    decompressed), keyed like the eager program module's state dict, with facts for ``verify.json``."""
+    decompressed), keyed like the converted program module's parameters and buffers, with facts for
+    ``verify.json``."""
 
     tensors: dict[str, Any]
     details: dict[str, Any] = field(default_factory=dict)
@@ -152,8 +153,9 @@ class Target(ABC):
 
     def reference_weights(self, bundle: Bundle, program: str, state: Mapping[str, Any]) -> ReferenceWeights | None:
         """The weights the artifact of ``program`` holds, for a scheme that compresses them: each compressed
-        tensor decompressed and keyed like ``state`` (the eager program module's state dict), so ``verify`` can
-        rebuild its reference with the artifact's own weights. None (the default) where the artifact stores the
+        tensor decompressed and keyed like ``state`` (the parameters and buffers, non-persistent ones included,
+        of the program module that was converted: the eager one after the export's rewrites), so ``verify`` can
+        rebuild that module with the artifact's own weights. None (the default) where the artifact stores the
         weights as exported.
 
         Raises:

@@ -108,15 +108,16 @@ def verify(
         evaluate = manifest["weights"].get("source") != "random-init"
         fakequant = load_fakequant(bundle, program.name)
         feeder = _reference_feeder(recipe, bundle.programs, reference)
-        own = (target.reference_weights(bundle, program.name, program.module.state_dict())
-               if scheme.reference_weights_threshold_db is not None else None)
-        floating = None
+        own = floating = None
+        if scheme.reference_weights_threshold_db is not None:
+            # Weight compression: the artifact is checked against the module that was converted (the export's
+            # rewrites may store tensors the eager model computes, e.g. a gathered attention bias) holding the
+            # artifact's own decompressed weights; the float reference measures what the compression costs.
+            converted = _lowered_module(recipe, program.name, manifest)
+            own = target.reference_weights(bundle, program.name, _named_tensors(converted))
         if own is not None:
-            # Weight compression: the artifact is checked against the model holding its own decompressed
-            # weights; the float reference measures what the compression costs (reported, not checked).
             threshold = data["threshold_db"] = scheme.reference_weights_threshold_db
-            floating, reference = reference, ReferenceRunner(_with_weights(program.module, own.tensors),
-                                                             reference.device)
+            floating, reference = reference, ReferenceRunner(_with_weights(converted, own.tensors), reference.device)
         data["programs"][program.name] = _compare_on_photos(program_manifest, reference, runner, manifest["task"],
                                                             photos, seed, threshold, evaluate, feeder,
                                                             baseline=floating)
@@ -124,9 +125,9 @@ def verify(
             data["programs"][program.name]["reference_weights"] = own.details
         if data["programs"][program.name]["status"] == "failed":
             lowered = _lowered_module(recipe, program.name, manifest)
-            divergence = _locate(target, bundle, program_manifest,
-                                 _with_weights(lowered, own.tensors, strict=False) if own is not None else lowered,
-                                 feeder, manifest["task"], seed, threshold, data["programs"][program.name])
+            lowered = _with_weights(lowered, own.tensors) if own is not None else lowered
+            divergence = _locate(target, bundle, program_manifest, lowered, feeder, manifest["task"], seed, threshold,
+                                 data["programs"][program.name])
             if divergence is not None:
                 data["programs"][program.name]["first_divergence"] = divergence
         if fakequant is not None:
@@ -165,26 +166,29 @@ def verify(
     return report
 
 
-def _with_weights(module, tensors: dict[str, Any], strict: bool = True):
-    """A copy of ``module`` with the state-dict entries ``tensors`` replaced (the artifact's own weights).
-
-    ``strict=False`` (the lowered module, whose rewrites may rename tensors) keeps those it does not hold.
-    """
+def _with_weights(module, tensors: dict[str, Any]):
+    """A copy of ``module`` with the parameters and buffers named in ``tensors`` replaced (the artifact's own
+    weights)."""
     import copy
 
     import torch
 
     copied = copy.deepcopy(module)
-    state = copied.state_dict()
+    state = _named_tensors(copied)
     missing = sorted(set(tensors) - set(state))
-    if missing and strict:
+    if missing:
         raise UsageError(f"the artifact's weights name {len(missing)} tensor(s) the reference does not hold "
                          f"(first: {missing[0]})")
     with torch.no_grad():
         for key, value in tensors.items():
-            if key in state:
-                state[key].copy_(value.to(state[key].device, state[key].dtype))
+            state[key].copy_(value.to(state[key].device, state[key].dtype))
     return copied
+
+
+def _named_tensors(module) -> dict[str, Any]:
+    """The module's parameters and buffers by state-dict name, non-persistent buffers included (a package
+    may store one as a weight: Hi-IR's precomputed attention bias)."""
+    return {**dict(module.named_buffers()), **dict(module.named_parameters())}
 
 
 def _lowered_module(recipe, name: str, manifest: dict[str, Any]):

@@ -1,12 +1,12 @@
-"""The weights a weight-compressed Core ML package computes with, mapped back to the eager model's state dict.
+"""The weights a weight-compressed Core ML package computes with, mapped back to the converted module's tensors.
 
 ``int8-weights`` and ``w4`` packages store their large weights as ``constexpr_affine_dequantize`` (int8 data,
 per-channel scale) and ``constexpr_lut_to_dense`` (4-bit indices into a 16-entry palette) ops. ``verify``
-compares such an artifact with the eager model rebuilt with *these* weights, decoded from the saved package
-by edgeir-mil's own kernels, so the check isolates the conversion and the float16 arithmetic from the
-compression, whose cost is reported separately.
+compares such an artifact with the module that was converted (the eager model after the export's rewrites)
+rebuilt with *these* weights, decoded from the saved package by edgeir-mil's own kernels, so the check
+isolates the conversion and the float16 arithmetic from the compression, whose cost is reported separately.
 
-Mapping a compressed weight to the tensor of the state dict it came from:
+Mapping a compressed weight to the parameter or buffer (by state-dict name) it came from:
 
 1. **by name**: coremltools keeps ``torch.export``'s placeholder name in the const's name: parameter
    ``encoder.0.W_exp.weight`` is placeholder ``p_encoder_0_w_exp_weight`` (buffers ``b_``), and the compressed
