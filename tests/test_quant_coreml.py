@@ -167,3 +167,20 @@ def test_a_palette_that_is_not_the_weights_compression_fails_verify(coreml_bundl
     rehash(copy)
     with pytest.raises(CheckFailed, match=f"`{const}` of the package is not a compression of"):
         edgeir.verify(copy, photos=1, runtime="mil")
+
+
+@pytest.mark.target_coreml
+@pytest.mark.parametrize("method", ["nafnet", "hiir"])
+def test_weights_other_than_plain_parameters_are_mapped(method, tmp_path):
+    """NAFNet: coremltools folds ``conv(x) * gamma`` into the conv weight (a const named after the ``mul``);
+    Hi-IR: the export's rewrite gathers the attention bias into a non-persistent buffer that the package stores
+    compressed. Every compressed weight still goes into the reference, and the package verifies against it."""
+    bundle = edgeir.export(method, "coreml", variant="tiny", quant="w4", weights="random", output=tmp_path)
+    report = edgeir.verify(bundle.path, photos=1, runtime="mil")
+    assert report.status == "passed", report.data
+    own = report.data["programs"]["forward"]["reference_weights"]
+    assert own["compressed_weights"] == bundle.manifest["target_details"]["compression"]["compressed_ops"][
+        "constexpr_lut_to_dense"]
+    if method == "nafnet":  # the initial gamma is zero: its folded weights are all zero and substitute nothing
+        assert own["matched_by_zero_scale"] >= 1
+    assert report.data["programs"]["forward"]["min_psnr_db"] >= 40
