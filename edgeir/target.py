@@ -7,7 +7,7 @@ and a missing SDK is a value (:class:`Availability`), not an ImportError at star
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -88,6 +88,16 @@ class ExportResult:
         if self.dynamic_hw:
             typed["dynamic_hw"] = self.dynamic_hw
         return {**self.details, **typed}
+
+
+@dataclass(frozen=True)
+class ReferenceWeights:
+    """The weights an artifact computes with where they are not the exported model's (compressed weights,
+    decompressed), keyed like the converted program module's parameters and buffers, with facts for
+    ``verify.json``."""
+
+    tensors: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 class Runner(ABC):
@@ -181,6 +191,18 @@ class Target(ABC):
                           threshold_db: float) -> dict[str, Any] | None:
         """Where a failing artifact departs from the eager ``module`` on ``inputs``: the first operation whose
         output is below ``threshold_db`` against the eager intermediate. None where the target cannot tell."""
+        return None
+
+    def reference_weights(self, bundle: Bundle, program: str, state: Mapping[str, Any]) -> ReferenceWeights | None:
+        """The weights the artifact of ``program`` holds, for a scheme that compresses them: each compressed
+        tensor decompressed and keyed like ``state`` (the parameters and buffers, non-persistent ones included,
+        of the program module that was converted: the eager one after the export's rewrites), so ``verify`` can
+        rebuild that module with the artifact's own weights. None (the default) where the artifact stores the
+        weights as exported.
+
+        Raises:
+            CheckFailed: if a stored weight maps to no tensor of ``state``, or is not a compression of it.
+        """
         return None
 
     def profile_runner(self, bundle: Bundle, threads: int) -> ProfileRunner | Availability:

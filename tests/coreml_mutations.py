@@ -1,7 +1,7 @@
 """Edits of a saved Core ML package's program, as a converter bug would make them (for the mutation tests).
 
 Each edit changes the package on disk -- the protobuf program in ``Data/com.apple.CoreML/model.mlmodel``
-or a weight in ``weight.bin`` -- and returns the name of the MIL op whose result it changes; then
+or a weight or palette in ``weight.bin`` -- and returns the name of the MIL op whose result it changes; then
 :func:`rehash` records the new file hashes so ``verify`` runs the edited package instead of refusing it
 as modified.
 """
@@ -66,20 +66,33 @@ def negate_conv_weight(package: Path, index: int = 0, function: str = "main") ->
     consts = _consts(ops)
     convs = [op for op in ops if op.type == "conv"]
     op = convs[index]
-    blob = consts[op.inputs["weight"].arguments[0].name].attributes["val"].blobFileValue
+    _edit_float_blob(package, consts[op.inputs["weight"].arguments[0].name].attributes["val"].blobFileValue,
+                     lambda values: -values)
+    return _name(op)
+
+
+def scale_palette(package: Path, factor: float, index: int = 0, function: str = "main") -> str:
+    """Multiply the palette (``lut``, in weight.bin) of the ``index``-th ``constexpr_lut_to_dense`` op by
+    ``factor``; returns the name of the compressed weight it decodes (the op's output)."""
+    spec = _load(package)
+    op = [o for o in _operations(spec, function) if o.type == "constexpr_lut_to_dense"][index]
+    _edit_float_blob(package, op.attributes["lut"].blobFileValue, lambda values: values * factor)
+    return op.outputs[0].name
+
+
+def _edit_float_blob(package: Path, blob, edit) -> None:
+    """Replace the float16/float32 values of one weight.bin blob by ``edit(values)`` (same dtype, same size)."""
     path = package / WEIGHTS
     raw = bytearray(path.read_bytes())
     header = np.frombuffer(bytes(raw[blob.offset:blob.offset + 64]), dtype=np.uint64)
     size, start = int(header[1]), int(header[2])  # after the uint32 sentinel and dtype: size, data offset
     dtype_code = int(np.frombuffer(bytes(raw[blob.offset + 4:blob.offset + 8]), dtype=np.uint32)[0])
-    width = {1: np.uint16, 2: np.uint32}.get(dtype_code)  # blob dtypes: 1 float16, 2 float32
-    if width is None:
-        raise ValueError(f"conv weight blob of dtype code {dtype_code} is not float16/float32")
-    data = np.frombuffer(bytes(raw[start:start + size]), dtype=width).copy()
-    data ^= width(0x8000 if width is np.uint16 else 0x80000000)
-    raw[start:start + size] = data.tobytes()
+    dtype = {1: np.float16, 2: np.float32}.get(dtype_code)  # blob dtypes: 1 float16, 2 float32
+    if dtype is None:
+        raise ValueError(f"weight blob of dtype code {dtype_code} is not float16/float32")
+    data = np.frombuffer(bytes(raw[start:start + size]), dtype=dtype)
+    raw[start:start + size] = np.asarray(edit(data), dtype=dtype).tobytes()
     path.write_bytes(bytes(raw))
-    return _name(op)
 
 
 def set_epsilon(package: Path, op_name: str, value: float, function: str = "main") -> str:

@@ -95,3 +95,92 @@ def test_coreml_int8_verifies_numerically_off_macos(coreml_int8):
     assert report.status == "passed" and report.data["artifact_runtime"].startswith("edgeir-mil")
     assert "quantize" in report.data["structure"]["functions"]["main"]["op_counts"]
     assert report.data["programs"]["forward"]["fakequant"]["status"] == "passed"
+
+
+def _fresh_copy(bundle, tmp_path):
+    """A copy of ``bundle`` without its verify.json (tests edit or verify it without touching the shared one)."""
+    import shutil
+
+    copy = tmp_path / bundle.path.name
+    shutil.copytree(bundle.path, copy)
+    (copy / "verify.json").unlink(missing_ok=True)
+    return copy
+
+
+@pytest.mark.target_coreml
+@pytest.mark.parametrize("quant, op", [("int8-weights", "constexpr_affine_dequantize"),
+                                       ("w4", "constexpr_lut_to_dense")])
+def test_weight_compressed_package_verifies_against_its_own_decompressed_weights(coreml_bundles, quant, op,
+                                                                                 tmp_path):
+    """The reference holds the package's decompressed weights: the artifact then agrees with it as an fp16
+    package does with float32 (>= 40 dB), far above its agreement with the float model, which is reported as
+    the compression's cost."""
+    from edgeir.discovery import quant_schemes
+
+    bundle = coreml_bundles[quant]
+    report = edgeir.verify(_fresh_copy(bundle, tmp_path), photos=1, runtime="mil")
+    assert report.status == "passed", report.data
+    assert report.data["threshold_db"] == quant_schemes().get(quant).reference_weights_threshold_db == 40
+    result = report.data["programs"]["forward"]
+    own, cost = result["reference_weights"], result["compression"]
+    # every compressed weight of the package went into the reference, each found by its torch name
+    assert own["compressed_weights"] == own["matched_by_name"] == \
+        bundle.manifest["target_details"]["compression"]["compressed_ops"][op]
+    assert result["min_psnr_db"] >= 40
+    assert result["min_psnr_db"] > cost["min_artifact_vs_float_db"] + 10
+    assert cost["min_reference_vs_float_db"] < result["min_psnr_db"]
+
+
+def test_the_reference_follows_the_packages_palette(coreml_bundles, tmp_path):
+    """A palette scaled in the saved package: the reference's tensor is the edited palette's decoding (not a
+    recompression of the float weights), so the artifact still agrees with it while the float model departs."""
+    import torch
+    from coreml_mutations import rehash, scale_palette
+
+    from edgeir.bundle import Bundle
+    from edgeir.runtime.verify import reference_program
+
+    original = coreml_bundles["w4"]
+    copy = _fresh_copy(original, tmp_path)
+    const = scale_palette(copy / "model.mlpackage", 1.2, index=2)
+    rehash(copy)
+    edited = Bundle.open(copy)
+    state = reference_program(edited.manifest, "forward").state_dict()
+    before = TARGET.reference_weights(original, "forward", state)
+    after = TARGET.reference_weights(edited, "forward", state)
+    changed = [key for key in before.tensors if not torch.equal(before.tensors[key], after.tensors[key])]
+    assert len(changed) == 1 and const.startswith("p_" + changed[0].replace(".", "_").lower())
+    torch.testing.assert_close(after.tensors[changed[0]], before.tensors[changed[0]] * 1.2, rtol=1e-3, atol=0)
+    report = edgeir.verify(copy, photos=1, runtime="mil")
+    assert report.status == "passed" and report.data["programs"]["forward"]["min_psnr_db"] >= 40
+
+
+def test_a_palette_that_is_not_the_weights_compression_fails_verify(coreml_bundles, tmp_path):
+    """A palette negated in the saved package decodes to weights that are not the model's: verify refuses to
+    build a reference from them and names the weight."""
+    from coreml_mutations import rehash, scale_palette
+
+    from edgeir.errors import CheckFailed
+
+    copy = _fresh_copy(coreml_bundles["w4"], tmp_path)
+    const = scale_palette(copy / "model.mlpackage", -1.0, index=2)
+    rehash(copy)
+    with pytest.raises(CheckFailed, match=f"`{const}` of the package is not a compression of"):
+        edgeir.verify(copy, photos=1, runtime="mil")
+
+
+@pytest.mark.target_coreml
+@pytest.mark.parametrize("method", ["nafnet", "hiir"])
+def test_weights_other_than_plain_parameters_are_mapped(method, tmp_path):
+    """NAFNet: coremltools folds ``conv(x) * gamma`` into the conv weight (a const named after the ``mul``);
+    Hi-IR: the export's rewrite gathers the attention bias into a non-persistent buffer that the package stores
+    compressed. Every compressed weight still goes into the reference, and the package verifies against it."""
+    bundle = edgeir.export(method, "coreml", variant="tiny", quant="w4", weights="random", output=tmp_path)
+    report = edgeir.verify(bundle.path, photos=1, runtime="mil")
+    assert report.status == "passed", report.data
+    own = report.data["programs"]["forward"]["reference_weights"]
+    assert own["compressed_weights"] == bundle.manifest["target_details"]["compression"]["compressed_ops"][
+        "constexpr_lut_to_dense"]
+    if method == "nafnet":  # the initial gamma is zero: its folded weights are all zero and substitute nothing
+        assert own["matched_by_zero_scale"] >= 1
+    assert report.data["programs"]["forward"]["min_psnr_db"] >= 40

@@ -45,6 +45,12 @@ def handle(args: argparse.Namespace) -> int:
             continue
         print(f"  {name}: min {result['min_psnr_db']:.1f} dB, mean {result['mean_psnr_db']:.1f} dB, "
               f"max abs err {result['max_abs_err']:.2e} over {len(result['photos'])} photos")
+        if result.get("reference_weights"):
+            own, cost = result["reference_weights"], result["compression"]
+            print(f"  {name}: reference holds the artifact's own weights ({own['compressed_weights']} compressed "
+                  f"tensors {own['source']}); against the float reference (the compression's cost, not "
+                  f"checked): reference {cost['min_reference_vs_float_db']:.1f} dB, artifact "
+                  f"{cost['min_artifact_vs_float_db']:.1f} dB")
         if result.get("first_divergence", {}).get("summary"):
             print(f"  {name}: first departing op: {result['first_divergence']['summary']}")
         fake = result.get("fakequant")

@@ -34,6 +34,11 @@ class QuantScheme:
             artifact against its own fake-quant model. Below it the artifact is wrong (a lowering
             bug), which is an error, not a warning. None for float schemes.
         trainable: Whether quantization-aware fine-tuning (``--qat-steps``) applies.
+        reference_weights_threshold_db: For weight-compression schemes: lowest PSNR of the artifact against
+            the reference rebuilt with the artifact's own (decompressed) weights, which ``verify`` checks
+            instead of ``verify_threshold_db`` when the target supplies them (``Target.reference_weights``);
+            the compression's cost (that reference against the float one) is then reported, not checked.
+            None for schemes that store the exported weights.
     """
 
     name: str
@@ -42,6 +47,7 @@ class QuantScheme:
     compute_dtype: str | None = "float32"
     fakequant_tolerance_db: float | None = None
     trainable: bool = False
+    reference_weights_threshold_db: float | None = None
 
 
 @dataclass(frozen=True)

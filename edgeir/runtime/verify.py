@@ -93,7 +93,8 @@ def verify(
     reference_model = _rebuild_reference(manifest, weights)
     spec = methods().get(manifest["method"])
     recipe = spec.recipe(reference_model, _recipe_options(manifest))
-    threshold = quant_schemes().get(manifest["quant"]).verify_threshold_db
+    scheme = quant_schemes().get(manifest["quant"])
+    threshold = scheme.verify_threshold_db
     data.update(threshold_db=threshold, artifact_runtime=runner.runtime, programs={})
     if runner.note:
         data["artifact_runtime_note"] = runner.note
@@ -108,11 +109,26 @@ def verify(
         evaluate = manifest["weights"].get("source") != "random-init"
         fakequant = load_fakequant(bundle, program.name)
         feeder = _reference_feeder(recipe, bundle.programs, reference)
+        own = floating = None
+        if scheme.reference_weights_threshold_db is not None:
+            # Weight compression: the artifact is checked against the module that was converted (the export's
+            # rewrites may store tensors the eager model computes, e.g. a gathered attention bias) holding the
+            # artifact's own decompressed weights; the float reference measures what the compression costs.
+            converted = _lowered_module(recipe, program.name, manifest)
+            own = target.reference_weights(bundle, program.name, _named_tensors(converted))
+        if own is not None:
+            threshold = data["threshold_db"] = scheme.reference_weights_threshold_db
+            floating, reference = reference, ReferenceRunner(_with_weights(converted, own.tensors), reference.device)
         data["programs"][program.name] = _compare_on_photos(program_manifest, reference, runner, manifest["task"],
-                                                            photos, seed, threshold, evaluate, feeder)
+                                                            photos, seed, threshold, evaluate, feeder,
+                                                            baseline=floating)
+        if own is not None:
+            data["programs"][program.name]["reference_weights"] = own.details
         if data["programs"][program.name]["status"] == "failed":
-            divergence = _locate(target, bundle, program_manifest, _lowered_module(recipe, program.name, manifest),
-                                 feeder, manifest["task"], seed, threshold, data["programs"][program.name])
+            lowered = _lowered_module(recipe, program.name, manifest)
+            lowered = _with_weights(lowered, own.tensors) if own is not None else lowered
+            divergence = _locate(target, bundle, program_manifest, lowered, feeder, manifest["task"], seed, threshold,
+                                 data["programs"][program.name])
             if divergence is not None:
                 data["programs"][program.name]["first_divergence"] = divergence
         if fakequant is not None:
@@ -149,6 +165,31 @@ def verify(
                           + (f"; first departing op: {where[0]['summary']}" if where else "")
                           + f"; see {bundle.path / VERIFY}")
     return report
+
+
+def _with_weights(module, tensors: dict[str, Any]):
+    """A copy of ``module`` with the parameters and buffers named in ``tensors`` replaced (the artifact's own
+    weights)."""
+    import copy
+
+    import torch
+
+    copied = copy.deepcopy(module)
+    state = _named_tensors(copied)
+    missing = sorted(set(tensors) - set(state))
+    if missing:
+        raise UsageError(f"the artifact's weights name {len(missing)} tensor(s) the reference does not hold "
+                         f"(first: {missing[0]})")
+    with torch.no_grad():
+        for key, value in tensors.items():
+            state[key].copy_(value.to(state[key].device, state[key].dtype))
+    return copied
+
+
+def _named_tensors(module) -> dict[str, Any]:
+    """The module's parameters and buffers by state-dict name, non-persistent buffers included (a package
+    may store one as a weight: Hi-IR's precomputed attention bias)."""
+    return {**dict(module.named_buffers()), **dict(module.named_parameters())}
 
 
 def _lowered_module(recipe, name: str, manifest: dict[str, Any]):
@@ -230,11 +271,15 @@ def _reference_feeder(recipe, programs: list[dict[str, Any]], reference: Referen
 
 
 def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runner, task: str, count: int,
-                       seed: int, threshold: float, evaluate: bool, feeds=None) -> dict[str, Any]:
+                       seed: int, threshold: float, evaluate: bool, feeds=None,
+                       baseline: ReferenceRunner | None = None) -> dict[str, Any]:
     """Artifact vs reference per photo; with real weights (``evaluate``) also both against the clean photo.
 
     Restoration figures of a random initialisation are meaningless, so they are not reported then.
     ``feeds(program, batch)`` fills inputs other than the photo (see :mod:`edgeir.runtime.feeds`).
+    ``baseline``: the float reference, where ``reference`` holds the artifact's own (decompressed) weights;
+    then the compression's cost, both references and the artifact against it, goes under ``compression``,
+    and the restoration figures' ``reference_eval_psnr_db`` / ``psnr_drop_db`` stay those of the float model.
     """
     photo_index = photo_inputs(program)[0]
     _, channels, height, width = program["inputs"][photo_index]["shape"]
@@ -246,14 +291,20 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
         inputs = feeds(program, batch) if feeds is not None else [batch]
         expected = reference.run(inputs)[0]
         got = runner.run(program["name"], inputs)[0]
+        floating = baseline.run(inputs)[0] if baseline is not None else expected
         row = {"photo": name, "degradation": how,
                "psnr_db": round(output_psnr(got, expected, program["outputs"][0]), 2),
                "max_abs_err": max_abs_error(got, expected)}
+        if baseline is not None:
+            row["reference_vs_float_db"] = round(output_psnr(expected, floating, program["outputs"][0]), 2)
+            row["artifact_vs_float_db"] = round(output_psnr(got, floating, program["outputs"][0]), 2)
         if evaluate and expected.shape[1:] == (channels, height, width):
-            # Restoration quality against the clean photo, of the artifact and of the reference.
+            # Restoration quality against the clean photo, of the artifact and of the (float) reference.
             truth = clean.transpose(2, 0, 1)[None, :channels]
             row["eval_psnr_db"] = round(psnr(got, truth), 2)
-            row["reference_eval_psnr_db"] = round(psnr(expected, truth), 2)
+            row["reference_eval_psnr_db"] = round(psnr(floating, truth), 2)
+            if baseline is not None:
+                row["decompressed_reference_eval_psnr_db"] = round(psnr(expected, truth), 2)
         rows.append(row)
     worst = min(row["psnr_db"] for row in rows)
     evaluated = [row for row in rows if "eval_psnr_db" in row]
@@ -267,7 +318,22 @@ def _compare_on_photos(program: dict[str, Any], reference: ReferenceRunner, runn
             "reference_eval_psnr_db": round(float(np.mean([r["reference_eval_psnr_db"] for r in evaluated])), 2),
             "psnr_drop_db": round(float(np.mean([r["reference_eval_psnr_db"] - r["eval_psnr_db"]
                                                   for r in evaluated])), 3)} if evaluated else {}),
+        **({"compression": _compression_cost(rows)} if baseline is not None else {}),
         "photos": rows,
+    }
+
+
+def _compression_cost(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """What weight compression costs, from the photos' rows: the reference with the artifact's decompressed
+    weights and the artifact against the float reference (min over photos), and with real weights the mean
+    restoration PSNR the decompressed weights lose. Informational: ``verify`` checks the artifact against
+    the decompressed-weight reference."""
+    evaluated = [row for row in rows if "decompressed_reference_eval_psnr_db" in row]
+    return {
+        "min_reference_vs_float_db": min(row["reference_vs_float_db"] for row in rows),
+        "min_artifact_vs_float_db": min(row["artifact_vs_float_db"] for row in rows),
+        **({"psnr_drop_db": round(float(np.mean([r["reference_eval_psnr_db"] - r["decompressed_reference_eval_psnr_db"]
+                                                 for r in evaluated])), 3)} if evaluated else {}),
     }
 
 

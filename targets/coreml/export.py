@@ -27,7 +27,16 @@ import numpy as np
 
 from edgeir import __version__
 from edgeir.targets.coreml.quiet import converter_progress
-from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
+from edgeir.target import (
+    Availability,
+    ExportOptions,
+    ExportResult,
+    ProfileRunner,
+    ReferenceWeights,
+    Runner,
+    Target,
+    package_version,
+)
 
 PACKAGE = "model.mlpackage"
 DEBUG_HANDLE_MAP = "executorch_debug_handle_mapping.json"
@@ -198,6 +207,18 @@ class CoreMLTarget(Target):
         from edgeir.targets.coreml.mil.locate import locate
 
         return locate(bundle.path / PACKAGE, program, bundle.programs, module, inputs, threshold_db)
+
+    def reference_weights(self, bundle, program: str, state) -> ReferenceWeights | None:
+        """For ``int8-weights`` and ``w4`` packages: the compressed weights the package holds, decoded by
+        edgeir-mil's kernels and mapped onto the state-dict keys they came from (see
+        :mod:`edgeir.targets.coreml.compressed`); None for other schemes."""
+        if bundle.manifest.get("quantization", {}).get("mode") != "weight-compression":
+            return None
+        from edgeir.targets.coreml.compressed import package_weights
+
+        mapped = package_weights(bundle.path / PACKAGE, program, state)
+        return ReferenceWeights(mapped.weights, {"source": f"decompressed from {PACKAGE} by edgeir-mil's kernels",
+                                                 **mapped.summary()})
 
     def profile_runner(self, bundle, threads: int) -> ProfileRunner | Availability:
         if platform.system() != "Darwin":

@@ -245,6 +245,35 @@ class MILProgram:
                     observe(op, stored)
         return {var.name: env[var.name] for var in fn.outputs}
 
+    def decompressed_weights(self, function: str) -> dict[str, tuple[str, torch.Tensor]]:
+        """Every compressed weight of ``function``, decoded as a run would decode it: by output name,
+        ``(op type, tensor)``.
+
+        A compressed weight is a ``constexpr_*`` op all of whose inputs are consts (palette + indices,
+        int8 data + scale...). It is evaluated with the same kernel and rounded to the same declared dtype
+        as :meth:`run` does, so the tensor is exactly what the program's arithmetic receives.
+
+        Raises:
+            NotInterpreted: if such an op has no kernel.
+        """
+        constants = self._constants(function)
+        decoded: dict[str, tuple[str, torch.Tensor]] = {}
+        with torch.no_grad():
+            for op in self.program.functions[function].operations:
+                if not op.op_type.startswith("constexpr_"):
+                    continue
+                if not all(var.name in constants for var in _input_vars(op)):
+                    continue  # fed by another op: not a stored weight
+                kernel = KERNELS.get(op.op_type)
+                if kernel is None:
+                    raise NotInterpreted(message_for([op.op_type]))
+                value = kernel(OpArgs(op, constants, self.device))
+                dtype = torch_dtype(op.outputs[0].dtype)
+                if dtype is not None and value.dtype != dtype:
+                    value = _round_to(value, dtype)
+                decoded[op.outputs[0].name] = (op.op_type, value)
+        return decoded
+
     def _constants(self, function: str) -> dict[str, Any]:
         """The function's const values, converted once (tensors on the device; strings and bools as is)."""
         if function not in self._consts:
@@ -272,3 +301,8 @@ def _all_ops(operations) -> Iterable[Any]:
         yield op
         for block in op.blocks:
             yield from _all_ops(block.operations)
+
+
+def _input_vars(op) -> Iterable[Any]:
+    for value in op.inputs.values():
+        yield from (value if isinstance(value, (list, tuple)) else [value])
