@@ -49,11 +49,10 @@ def isa_flags() -> str:
 
 
 def time_interpreter(args) -> dict:
-    from edgeir.targets.coreml.runtime import MILRunner
-
     import edgeir
     from edgeir.runtime.reference import ReferenceRunner
     from edgeir.runtime.verify import reference_program
+    from edgeir.targets.coreml.runtime import MILRunner
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as out:

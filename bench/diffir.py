@@ -33,9 +33,9 @@ import numpy as np
 
 def macs(args: argparse.Namespace) -> None:
     import torch
-    from edgeir.plugins.diffir.model import DiffIR, DIRformer, config_for
 
     from edgeir.evaluation.macs import count_macs
+    from edgeir.plugins.diffir.model import DiffIR, DIRformer, config_for
 
     size = args.size
     torch.manual_seed(0)

@@ -49,10 +49,10 @@ def sgemm_gflops(threads: int, n: int = 512, repeats: int = 20) -> float:
 def pretrain_full_model(args: argparse.Namespace, path: Path) -> dict:
     """Stage A: the full model with plain Charbonnier, then its head copied into every exit."""
     import torch
-    from edgeir.plugins.flexir.training import train_full_model
 
     import edgeir
     from edgeir.data.datasets import TrainingPairs, evaluation_pairs, load_images
+    from edgeir.plugins.flexir.training import train_full_model
     from edgeir.training.loop import save_weights
 
     torch.manual_seed(0)
@@ -93,11 +93,11 @@ def main() -> None:
     args = parser.parse_args()
 
     import torch
-    from edgeir.plugins.flexir import adaptive
 
     import edgeir
     from edgeir.data.photos import builtin_photos, degrade, fit_to
     from edgeir.evaluation.metrics import psnr
+    from edgeir.plugins.flexir import adaptive
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)

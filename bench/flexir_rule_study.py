@@ -45,10 +45,10 @@ def region_facts(driver, crop: np.ndarray, groups: int) -> dict:
 
 def collect(args: argparse.Namespace) -> Path:
     import torch
-    from edgeir.plugins.flexir import adaptive
 
     import edgeir
     from edgeir.data.photos import builtin_photos, degrade, fit_to
+    from edgeir.plugins.flexir import adaptive
     from edgeir.runtime.tiling import plan_tiles, restore_tiled
 
     torch.set_num_threads(args.threads)
@@ -207,9 +207,8 @@ def judge(data, set_name, outs, macs, full_macs, r):
 
 
 def study(args: argparse.Namespace) -> None:
-    from edgeir.plugins.flexir import adaptive
-
     import edgeir
+    from edgeir.plugins.flexir import adaptive
 
     path = Path(args.out) / f"flexir_rule_study_{args.variant}_{args.task}.npz"
     data = dict(np.load(path))

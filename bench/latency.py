@@ -19,8 +19,8 @@ import torch
 
 import edgeir
 from edgeir.discovery import targets
-from edgeir.target import require
 from edgeir.runtime.reference import ReferenceRunner
+from edgeir.target import require
 
 
 def _artifact_call(runner, program: dict):

@@ -76,9 +76,10 @@ def inputs_of(program: dict, seed: int = 0) -> list[np.ndarray]:
 
 def stock_executorch(module, example: tuple, path: Path) -> dict:
     """Plain ``torch.export`` + ``to_edge_transform_and_lower(XnnpackPartitioner())``: no edgeir rewrites or passes."""
-    from edgeir.targets.executorch.inspection import delegation_summary
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
+
+    from edgeir.targets.executorch.inspection import delegation_summary
 
     seconds = {}
     start = time.perf_counter()
@@ -146,11 +147,10 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
     from executorch.extension.pybindings import _portable_lib
 
     from edgeir.discovery import methods, targets
-
-    from edgeir.target import require
     from edgeir.evaluation.macs import count_macs
     from edgeir.pipeline.export import apply_rewrites  # noqa: F401  (the eager model is the recipe's, unrewritten)
     from edgeir.recipe import RecipeOptions
+    from edgeir.target import require
     from edgeir.weights.build import build_model_with_weights
 
     size = 128 if method in args.small else args.size

@@ -32,11 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     from edgeir.bundle import Bundle
     from edgeir.data.photos import builtin_photos, degrade
     from edgeir.discovery import methods, targets
-    from edgeir.target import require
     from edgeir.evaluation.metrics import psnr
     from edgeir.recipe import RecipeOptions
     from edgeir.runtime.reference import ReferenceRunner
     from edgeir.runtime.restore import tile_policy
+    from edgeir.target import require
     from edgeir.weights.build import build_model_with_weights
 
     spec = methods().get(args.method)

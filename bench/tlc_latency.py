@@ -20,8 +20,8 @@ import torch
 
 import edgeir
 from edgeir.discovery import targets
-from edgeir.target import require
 from edgeir.recipe import TLCOptions
+from edgeir.target import require
 
 
 def main(argv: list[str] | None = None) -> int:

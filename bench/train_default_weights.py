@@ -39,10 +39,10 @@ def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch
                      seed: int, crop: int = 64, device: str = "cpu") -> dict:
     """FlexIR stage A: the full model with Charbonnier, its head copied into every exit; written to ``path``."""
     import torch
-    from edgeir.plugins.flexir.training import train_full_model
 
     import edgeir
     from edgeir.data.datasets import TrainingPairs, load_images
+    from edgeir.plugins.flexir.training import train_full_model
     from edgeir.training.loop import save_weights
 
     torch.manual_seed(seed)

@@ -105,8 +105,9 @@ def ignored_operations(module, example, keep_float: tuple[str, ...]) -> list[str
     so weighted operations and the kept modules are found through their weights
     (``model.condition.E.0.weight``).
     """
-    from edgeir.quant.pt2e import in_kept_module
     from nncf.torch import wrap_model
+
+    from edgeir.quant.pt2e import in_kept_module
 
     graph = wrap_model(module, example if len(example) > 1 else example[0], trace_parameters=True).get_graph()
     ignored = []
@@ -136,6 +137,7 @@ def quantize_layer_outputs(model, samples: Sequence[tuple], keep_float: tuple[st
     artifact is verified against.
     """
     import torch
+
     from edgeir.quant.pt2e import in_kept_module
 
     layers = [(name, m) for name, m in model.named_modules()

@@ -26,9 +26,8 @@ def test_failure_leaves_nothing_and_keeps_the_old_bundle(tmp_path):
 
 
 def test_export_failure_mid_stage_leaves_no_bundle(tmp_path, monkeypatch):
-    from edgeir.targets import onnx as onnx_target
-
     import edgeir
+    from edgeir.targets import onnx as onnx_target
 
     def broken_export(self, recipe, options, out_dir):
         (out_dir / "model.onnx").write_bytes(b"half")

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from edgeir.targets.coreml.compressed import MIN_WEIGHT_SNR_DB, WeightMappingError, map_weights, placeholder_name
 
 from edgeir.errors import CheckFailed
+from edgeir.targets.coreml.compressed import MIN_WEIGHT_SNR_DB, WeightMappingError, map_weights, placeholder_name
 
 LUT = "constexpr_lut_to_dense"
 

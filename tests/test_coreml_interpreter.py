@@ -1,9 +1,9 @@
 """Core ML bundles verify numerically on any host through edgeir-mil, the interpreter of the saved ML Program.
 
 Every registered method's ``tiny`` package at fp16 (multifunction packages included: FlexIR with all exits,
-DiffIR's prior + restore; fp32 is in the quantization grid, tests/test_quant_grid.py), AnyIR at int8 and w4; mutated packages fail and the report names
-the op; ``edgeir run`` restores a photo through the interpreter. ``runtime="mil"`` makes the tests
-the same on macOS, where Core ML itself is the default runtime.
+DiffIR's prior + restore; fp32 is in the quantization grid, tests/test_quant_grid.py), AnyIR at int8 and w4;
+mutated packages fail and the report names the op; ``edgeir run`` restores a photo through the interpreter.
+``runtime="mil"`` makes the tests the same on macOS, where Core ML itself is the default runtime.
 """
 
 from __future__ import annotations

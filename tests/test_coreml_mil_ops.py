@@ -15,6 +15,7 @@ import pytest
 ct = pytest.importorskip("coremltools")
 from coremltools.converters.mil import Builder as mb  # noqa: E402
 from coremltools.converters.mil.mil import types  # noqa: E402
+
 from edgeir.targets.coreml.mil import MILProgram, message_for  # noqa: E402
 
 IOS16, IOS17 = ct.target.iOS16, ct.target.iOS17

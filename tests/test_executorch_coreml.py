@@ -135,8 +135,9 @@ def test_xnnpack_bundles_still_run_here():
 @pytest.mark.parametrize("quant, precision", [("fp32", "FLOAT32"), ("fp16", "FLOAT16"), ("int8", "FLOAT16")])
 def test_coreml_compile_specs_follow_the_scheme(quant, precision):
     import coremltools as ct
-    from edgeir.targets.executorch.export import coreml_partitioner
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
+
+    from edgeir.targets.executorch.export import coreml_partitioner
 
     specs = coreml_partitioner(quant).delegation_spec.compile_specs
     assert CoreMLBackend.model_compute_precision_from_compile_specs(specs) == getattr(ct.precision, precision)

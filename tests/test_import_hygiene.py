@@ -32,8 +32,9 @@ def test_public_api_functions_survive_submodule_imports():
 
 
 def _core_contract() -> dict:
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     config = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["tool"]["importlinter"]
     return next(c for c in config["contracts"] if set(c["forbidden_modules"]) >= {"edgeir.plugins", "edgeir.targets"})

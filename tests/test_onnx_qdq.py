@@ -6,8 +6,9 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from edgeir.targets.onnx.qdq import fold_weight_quantization, quantize_constant
 from onnx import TensorProto, helper, numpy_helper
+
+from edgeir.targets.onnx.qdq import fold_weight_quantization, quantize_constant
 
 
 def qdq_conv(per_channel: bool):
@@ -58,8 +59,9 @@ def test_quantize_constant_rounds_half_to_even_and_saturates():
 def test_layer_output_quantizers_make_convolutions_fuse(tmp_path) -> None:
     """With an output quantizer after each conv, ONNX Runtime's optimiser turns DQ -> Conv -> Q into QLinearConv."""
     import torch
-    from edgeir.quant.nncf_engine import quantize_layer_outputs
     from torch.nn.utils import parametrize
+
+    from edgeir.quant.nncf_engine import quantize_layer_outputs
 
     torch.manual_seed(0)
 

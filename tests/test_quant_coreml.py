@@ -4,10 +4,10 @@
 from __future__ import annotations
 
 import pytest
-from edgeir.targets.coreml import TARGET
 
 import edgeir
 from edgeir.errors import UsageError
+from edgeir.targets.coreml import TARGET
 
 pytest.importorskip("coremltools")
 

@@ -14,8 +14,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from edgeir.targets.executorch.xnnpack_passes import PASSES, apply_delegate_passes
 from torch import nn
+
+from edgeir.targets.executorch.xnnpack_passes import PASSES, apply_delegate_passes
 
 
 class ChannelNorm(nn.Module):
@@ -136,11 +137,10 @@ def test_a_pass_that_changes_the_output_is_refused(monkeypatch) -> None:
 @pytest.mark.target_executorch
 def test_third_party_model_is_one_xnnpack_delegate(tmp_path) -> None:
     """Through the target, as a plugin's recipe would reach it: one subgraph, nothing outside, equal output."""
-    from edgeir.targets.executorch import PTE, TARGET
-    from edgeir.targets.executorch.runtime import ExecuTorchRunner
-
     from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec
     from edgeir.target import ExportOptions
+    from edgeir.targets.executorch import PTE, TARGET
+    from edgeir.targets.executorch.runtime import ExecuTorchRunner
 
     torch.manual_seed(0)
     model = ThirdPartyDnCNN().eval()

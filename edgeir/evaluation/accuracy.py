@@ -215,9 +215,9 @@ def _eval_bundle(path, task, images, count: int, seed: int) -> NamedEval:
     from edgeir.bundle import Bundle
     from edgeir.data.datasets import evaluation_pairs
     from edgeir.discovery import targets
-    from edgeir.target import require
     from edgeir.errors import UsageError
     from edgeir.runtime.feeds import photo_inputs, runs_on_photos
+    from edgeir.target import require
 
     bundle = Bundle.open(path)
     bundle.verified()

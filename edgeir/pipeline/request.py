@@ -30,7 +30,8 @@ class ExportRequest:
         seed: Seed of the random initialisation when no weights are given.
         tlc: Export the Test-time Local Converter form (True for the default windows, or the
             options); only for methods whose I/O contract declares global operations. The bundle
-            is named ``<method>-tlc-...`` (``<method>-local`` is the registered twin's name) and its manifest records the windows under ``recipe.tlc``.
+            is named ``<method>-tlc-...`` (``<method>-local`` is the registered twin's name) and its
+            manifest records the windows under ``recipe.tlc``.
         qat_steps: Quantization-aware fine-tuning steps for integer schemes (0 = post-training quantization).
         calibration: Folder of clean images for calibration and QAT (None: the built-in photos' training split).
         exits: Early exits to export ("all" or "1,3,6") for methods with exit programs (``exit_<k>``).

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from edgeir.plugins.tlc.ops import windowed
 from torch import nn
+
+from edgeir.plugins.tlc.ops import windowed
 
 __all__ = ["TransposedAttention", "channel_attention", "qkv_attention", "windowed_qkv_attention"]
 

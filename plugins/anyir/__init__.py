@@ -17,9 +17,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
-
 from edgeir.method import IOContract, Variant
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,7 +48,6 @@ def build(variant: str, task: str) -> nn.Module:
 
 def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.plugins.anyir.rewrites import EXPORT_REWRITES
-
     from edgeir.recipe import ExportRecipe, QuantHints, Rewrite
 
     height, width = program_size(options, DEFAULT_SIZE[options.variant], SIZE_MULTIPLE, "AnyIR")

@@ -17,6 +17,7 @@ import re
 from collections.abc import Mapping
 
 import torch
+
 from edgeir.plugins._layers.checkpoint import require_tensors, strip_prefixes, unwrap
 
 from .model import AnyIRConfig, level_widths

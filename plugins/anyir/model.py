@@ -19,11 +19,12 @@ import math
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from edgeir.plugins._layers.attention import qkv_attention
 from edgeir.plugins._layers.feedforward import GatedFeedForward
 from edgeir.plugins._layers.norm import BodyLayerNorm
 from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
-from torch import nn
 
 __all__ = [
     "AnyIR",

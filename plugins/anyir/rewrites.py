@@ -19,9 +19,10 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from edgeir.plugins._layers.feedforward import GatedFeedForward
 from edgeir.plugins._layers.norm import BodyLayerNorm
-from torch import nn
 
 from .model import (
     AddFusion,

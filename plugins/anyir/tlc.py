@@ -15,11 +15,11 @@ The parameters and their names are unchanged, so every AnyIR checkpoint loads in
 from __future__ import annotations
 
 import torch
+from torch import nn
+
 from edgeir.plugins._layers.attention import windowed_qkv_attention
 from edgeir.plugins.tlc.convert import localize, swap_class
 from edgeir.plugins.tlc.ops import local_mean, local_variance
-from torch import nn
-
 from edgeir.recipe import TLCOptions
 
 from .model import DualPathAttention, GatedDegradationAdaptation, tile_channels

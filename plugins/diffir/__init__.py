@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeir.plugins._layers.spec import Lazy, builtin_spec, program_size, tile
-
 from edgeir.method import IOContract, Variant
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, program_size, tile
 
 if TYPE_CHECKING:
     from torch import nn
@@ -67,7 +66,6 @@ def build(variant: str, task: str) -> nn.Module:
 
 def recipe(model: nn.Module, options: RecipeOptions) -> ExportRecipe:
     from edgeir.plugins.diffir.model import PriorProgram, RestoreProgram
-
     from edgeir.recipe import DynamicSize, ExportRecipe, Program, QuantHints, TensorSpec
 
     contract = io(options.variant, options.task)

@@ -24,6 +24,7 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
+
 from edgeir.plugins._layers.checkpoint import require_tensors, strip_prefixes, unwrap
 
 __all__ = ["official_state_dict", "SCHEDULE_BUFFERS"]

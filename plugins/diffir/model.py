@@ -28,11 +28,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
+
 from edgeir.plugins._layers.attention import channel_attention
 from edgeir.plugins._layers.feedforward import GatedFeedForward
 from edgeir.plugins._layers.norm import BodyLayerNorm
 from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
-from torch import nn
 
 __all__ = ["DiffIR", "DiffIRConfig", "config_for", "diffusion_coefficients", "unique_parameter_count"]
 

@@ -22,10 +22,10 @@ the ``meta`` device, which runs ``DiffIR.forward(image)`` (the noise x_T default
 from __future__ import annotations
 
 import torch
-from edgeir.plugins._layers.attention import windowed_qkv_attention
-from edgeir.plugins.tlc.convert import localize, swap_class
 from torch import nn
 
+from edgeir.plugins._layers.attention import windowed_qkv_attention
+from edgeir.plugins.tlc.convert import localize, swap_class
 from edgeir.recipe import TLCOptions
 
 from .model import TransposedAttention

@@ -22,10 +22,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from edgeir.plugins._layers.spec import Lazy, builtin_spec
-
 from edgeir.errors import UsageError
 from edgeir.method import IOContract, Variant
+from edgeir.plugins._layers.spec import Lazy, builtin_spec
 
 if TYPE_CHECKING:
     from torch import nn

@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 
 import torch
+
 from edgeir.plugins._layers.checkpoint import require_tensors, strip_prefixes, unwrap
 
 __all__ = ["official_state_dict"]

@@ -87,7 +87,6 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
     """Programs, I/O, tiling and the attention-freezing rewrite for ``model`` at the options' size."""
     from edgeir.plugins.flexir import default_size
     from edgeir.plugins.flexir.model import freeze_attention
-
     from edgeir.recipe import ExportRecipe, Program, QuantHints, Rewrite, TensorSpec, TileSpec
 
     config = model.config

@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
-
 from edgeir.method import IOContract, Variant
+from edgeir.plugins._layers.spec import Lazy, builtin_spec, image_program, program_size, tile
 
 if TYPE_CHECKING:
     from torch import nn

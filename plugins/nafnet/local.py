@@ -6,10 +6,10 @@ window of 1.5x the feature size at the training crop (256 by default), with a re
 
 from __future__ import annotations
 
-from edgeir.plugins.tlc.convert import localize
-from edgeir.plugins.tlc.ops import LocalAvgPool2d
 from torch import nn
 
+from edgeir.plugins.tlc.convert import localize
+from edgeir.plugins.tlc.ops import LocalAvgPool2d
 from edgeir.recipe import TLCOptions
 
 __all__ = ["RULES", "to_local"]

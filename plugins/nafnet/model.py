@@ -16,8 +16,9 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from edgeir.plugins._layers.norm import ChannelLayerNorm
 from torch import nn
+
+from edgeir.plugins._layers.norm import ChannelLayerNorm
 
 __all__ = ["NAFBlock", "NAFNet", "NAFNetConfig", "SimplifiedChannelAttention"]
 

@@ -18,10 +18,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from edgeir.method import IOContract, Variant
 from edgeir.plugins._layers.spec import builtin_spec, image_program, program_size, tile
 from edgeir.plugins.tlc.spec import local_spec
-
-from edgeir.method import IOContract, Variant
 
 if TYPE_CHECKING:
     from torch import nn

@@ -8,10 +8,10 @@ overlap, then ``project_out`` on the full map: the official ``LocalAttention``.
 from __future__ import annotations
 
 import torch
-from edgeir.plugins._layers.attention import TransposedAttention, windowed_qkv_attention
-from edgeir.plugins.tlc.convert import localize, swap_class
 from torch import nn
 
+from edgeir.plugins._layers.attention import TransposedAttention, windowed_qkv_attention
+from edgeir.plugins.tlc.convert import localize, swap_class
 from edgeir.recipe import TLCOptions
 
 __all__ = ["LocalTransposedAttention", "RULES", "to_local"]

@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
+
 from edgeir.plugins._layers.attention import TransposedAttention
 from edgeir.plugins._layers.feedforward import GatedFeedForward
 from edgeir.plugins._layers.norm import BodyLayerNorm
 from edgeir.plugins._layers.unet import Downsample, PatchEmbed, PreNormBlock, Upsample
-from torch import nn
 
 __all__ = ["Restormer", "RestormerConfig", "SIZE_MULTIPLE", "TransposedAttention", "config_for"]
 

@@ -11,9 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from edgeir.plugins._layers.spec import Lazy
-
 from edgeir.method import IOContract, MethodSpec
+from edgeir.plugins._layers.spec import Lazy
 
 if TYPE_CHECKING:
     from torch import nn

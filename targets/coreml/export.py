@@ -26,7 +26,6 @@ from typing import Any
 import numpy as np
 
 from edgeir import __version__
-from edgeir.targets.coreml.quiet import converter_progress
 from edgeir.target import (
     Availability,
     ExportOptions,
@@ -37,6 +36,7 @@ from edgeir.target import (
     Target,
     package_version,
 )
+from edgeir.targets.coreml.quiet import converter_progress
 
 PACKAGE = "model.mlpackage"
 DEBUG_HANDLE_MAP = "executorch_debug_handle_mapping.json"

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
 from edgeir.targets.executorch.inspection import (
     COREML_BACKEND_ID,
     coreml_delegate_contents,
@@ -25,8 +26,6 @@ from edgeir.targets.executorch.inspection import (
     delegation_summary,
 )
 from edgeir.targets.executorch.runtime import ExecuTorchProfileRunner, ExecuTorchRunner, _has_backend
-
-from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
 
 PTE = "model.pte"
 #: Core ML delegate compute precision per scheme (int8: the float parts around the quantize/dequantize pairs).
@@ -41,9 +40,10 @@ def coreml_partitioner(quant: str):
     crashes on transposed attention (:data:`edgeir.targets.coreml.SKIPPED_PASSES`).
     """
     import coremltools as ct
-    from edgeir.targets.coreml import SKIPPED_PASSES
     from executorch.backends.apple.coreml.compiler import CoreMLBackend
     from executorch.backends.apple.coreml.partition import CoreMLPartitioner
+
+    from edgeir.targets.coreml import SKIPPED_PASSES
 
     precision = ct.precision.FLOAT32 if COREML_PRECISION[quant] == "float32" else ct.precision.FLOAT16
     passes = [name for name in ct.PassPipeline.DEFAULT.passes if name not in SKIPPED_PASSES]
@@ -101,8 +101,9 @@ class ExecuTorchTarget(Target):
         partitioners = []
         details: dict[str, Any] = {"methods": list(exported)}
         if options.backend == "xnnpack":
-            from edgeir.targets.executorch.xnnpack_passes import apply_delegate_passes
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+            from edgeir.targets.executorch.xnnpack_passes import apply_delegate_passes
 
             start = time.perf_counter()
             details["delegate_passes"] = {}

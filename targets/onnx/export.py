@@ -7,9 +7,8 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from edgeir.targets.onnx.runtime import OnnxProfileRunner, OnnxRunner, program_file
-
 from edgeir.target import Availability, ExportOptions, ExportResult, ProfileRunner, Runner, Target, package_version
+from edgeir.targets.onnx.runtime import OnnxProfileRunner, OnnxRunner, program_file
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +139,7 @@ def _finalise(path: Path, integer_weights: bool = False) -> int:
         How many weights are stored as integers (see :mod:`.onnx_qdq`).
     """
     import onnx
+
     from edgeir.targets.onnx.qdq import fold_weight_quantization
 
     model = onnx.load(str(path))

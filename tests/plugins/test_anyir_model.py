@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
+
 from edgeir.plugins.anyir.checkpoint import infer_config, official_state_dict
 from edgeir.plugins.anyir.model import (
     VARIANTS,
@@ -18,7 +20,6 @@ from edgeir.plugins.anyir.rewrites import (
     fft_fusion_to_add,
     fold_batchnorm,
 )
-from torch import nn
 
 TOLERANCE = 1e-4
 SIZES = [(64, 64), (64, 96), (128, 128)]

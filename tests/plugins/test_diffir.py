@@ -4,6 +4,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+
+import edgeir
+from edgeir.discovery import methods
+from edgeir.errors import CheckpointError
 from edgeir.plugins.diffir.checkpoint import SCHEDULE_BUFFERS
 from edgeir.plugins.diffir.model import (
     DiffIR,
@@ -12,10 +16,6 @@ from edgeir.plugins.diffir.model import (
     nearest_upsample,
     unique_parameter_count,
 )
-
-import edgeir
-from edgeir.discovery import methods
-from edgeir.errors import CheckpointError
 
 # Appendix A of the implementation survey: the official DiffIRS2 instantiated with random weights.
 OFFICIAL = {  # task: (unique params, state-dict entries incl. duplicated sub-trees and 12 schedule buffers)

@@ -4,11 +4,11 @@ DMTA windows against a per-window reference written from the equations, CPEN kep
 import copy
 
 import torch
+
+import edgeir
 from edgeir.plugins.diffir.model import CPEN, DMTA, DiffIR, GlobalAvgPool, TransposedAttention, config_for
 from edgeir.plugins.diffir.tlc import LocalTransposedAttention, to_local
 from edgeir.plugins.tlc.windows import window_starts
-
-import edgeir
 from edgeir.recipe import TLCOptions
 
 SMALL = TLCOptions(train_size=(32, 32))  # level-1 windows of 48 px: two per axis at 64x64

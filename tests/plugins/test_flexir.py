@@ -4,13 +4,13 @@ inference and the progressive self-distillation objective."""
 import numpy as np
 import pytest
 import torch
-from edgeir.plugins.flexir import adaptive
-from edgeir.plugins.flexir.model import cyclic_shift, freeze_attention
-from edgeir.plugins.flexir.objective import ProgressiveSelfDistillation, pointer_schedule
 
 import edgeir
 from edgeir.discovery import methods
 from edgeir.errors import CheckpointError
+from edgeir.plugins.flexir import adaptive
+from edgeir.plugins.flexir.model import cyclic_shift, freeze_attention
+from edgeir.plugins.flexir.objective import ProgressiveSelfDistillation, pointer_schedule
 
 TABLE3_PARAMS_M = {1: 2.16, 2: 4.02, 3: 5.88, 4: 7.74, 5: 9.60, 6: 11.46}
 TABLE3_MACS_G = {1: 35.47, 2: 65.98, 3: 96.50, 4: 127.01, 5: 157.52, 6: 188.03}

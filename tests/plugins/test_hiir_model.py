@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from edgeir.plugins.hiir.model import HiIRLayer, freeze_biases, swap_grid
 
 from edgeir import build_model
+from edgeir.plugins.hiir.model import HiIRLayer, freeze_biases, swap_grid
 
 
 def _layer(use_l2: bool) -> HiIRLayer:

@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from edgeir.plugins.tlc.ops import local_mean, local_variance, windowed
-from edgeir.plugins.tlc.windows import kernel_for, window_starts
 from torch import nn
 
 import edgeir
 from edgeir.errors import UsageError
+from edgeir.plugins.tlc.ops import local_mean, local_variance, windowed
+from edgeir.plugins.tlc.windows import kernel_for, window_starts
 from edgeir.recipe import TLCOptions
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from edgeir.targets.coreml.mil.ops import KERNELS
 
 WEIGHTS_DIR = "Data/com.apple.CoreML/weights"

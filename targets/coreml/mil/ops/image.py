@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from edgeir.targets.coreml.mil.ops import kernel
 
 

@@ -13,6 +13,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+
 from edgeir.targets.coreml.mil.ops import kernel
 
 

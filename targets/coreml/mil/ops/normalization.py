@@ -7,6 +7,7 @@ population) variance inside the square root: ``(x - mean) / sqrt(var + epsilon) 
 from __future__ import annotations
 
 import torch
+
 from edgeir.targets.coreml.mil.ops import kernel
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import torch
+
 from edgeir.targets.coreml.mil.ops import kernel
 
 _RANGES = {"int8": (-128, 127), "uint8": (0, 255), "int16": (-32768, 32767), "uint16": (0, 65535),

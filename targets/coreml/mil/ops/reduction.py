@@ -7,6 +7,7 @@ iOS 17 changes only the accepted dtypes.
 from __future__ import annotations
 
 import torch
+
 from edgeir.targets.coreml.mil.ops import kernel
 
 
