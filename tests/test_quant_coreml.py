@@ -184,3 +184,19 @@ def test_weights_other_than_plain_parameters_are_mapped(method, tmp_path):
     if method == "nafnet":  # the initial gamma is zero: its folded weights are all zero and substitute nothing
         assert own["matched_by_zero_scale"] >= 1
     assert report.data["programs"]["forward"]["min_psnr_db"] >= 40
+
+
+@pytest.mark.target_coreml
+def test_a_compressed_multifunction_package_exports_and_verifies(tmp_path):
+    """DiffIR's forward + prior + restore in one package at w4: the functions are converted for iOS 18, the
+    version coremltools saves multifunction packages at (at iOS 17 save_multifunction rejects the palettes)."""
+    bundle = edgeir.export("diffir", "coreml", variant="tiny", quant="w4", weights="random", output=tmp_path)
+    details = bundle.manifest["target_details"]
+    assert details["minimum_deployment_target"] == "iOS18" and len(details["functions"]) == 3
+    compressed = [facts["compressed_ops"].get("constexpr_lut_to_dense", 0) for facts in details["compression"].values()]
+    assert len(compressed) == 3 and all(compressed)
+    report = edgeir.verify(bundle.path, photos=1, runtime="mil")
+    assert report.status == "passed", report.data
+    for name in ("forward", "prior", "restore"):
+        program = report.data["programs"][name]
+        assert program["status"] == "passed" and program["min_psnr_db"] >= 40, (name, program)

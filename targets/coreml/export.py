@@ -119,7 +119,7 @@ class CoreMLTarget(Target):
             compression = {}
             for program in recipe.programs:
                 path = Path(scratch) / f"{program.name}.mlpackage"
-                compression[program.name] = self._convert(program, options, path, recipe)
+                compression[program.name] = self._convert(program, options, path, recipe, multifunction=True)
                 descriptor.add_function(str(path), src_function_name="main", target_function_name=program.name)
             descriptor.default_function_name = recipe.programs[0].name
             ct.utils.save_multifunction(descriptor, str(out_dir / PACKAGE))
@@ -127,10 +127,17 @@ class CoreMLTarget(Target):
                                    "compute_precision": compute_precision_name(options.quant)}
         if any(compression.values()):
             details["compression"] = compression
+            details["minimum_deployment_target"] = "iOS18"
         return ExportResult(files=[PACKAGE], details=details)
 
-    def _convert(self, program, options: ExportOptions, path: Path, recipe) -> dict[str, Any]:
+    def _convert(self, program, options: ExportOptions, path: Path, recipe, multifunction: bool = False
+                 ) -> dict[str, Any]:
         """Convert one program to ``path``; returns the weight-compression facts (empty for other schemes).
+
+        A compressed function of a multifunction package is converted for iOS 18: coremltools saves
+        multifunction packages at iOS 18, whose ``constexpr_*`` decompression ops differ from the iOS 16/17 ones
+        the compression passes write for an iOS 17 program (``save_multifunction`` then fails on them with
+        "Unknown input 'shape' for op 'constexpr_lut_to_dense'").
 
         The program's module is the eager model, or for ``int8`` the PT2E-converted graph of
         engine ``pt2e-coreml`` (float ops between quantize/dequantize pairs), which coremltools
@@ -140,6 +147,7 @@ class CoreMLTarget(Target):
         import torch
 
         engine = self.quant_engine(options)
+        compressing = engine is not None and engine.post_export
         if engine is not None and not engine.post_export:
             engine.register_ops()  # the quantized_decomposed ops of the converted graph
         exported = torch.export.export(program.module.eval(), program.example_inputs(), strict=False)
@@ -153,7 +161,7 @@ class CoreMLTarget(Target):
                 inputs=[ct.TensorType(name=spec.name, shape=spec.shape) for spec in program.inputs],
                 outputs=[ct.TensorType(name=spec.name) for spec in program.outputs],
                 convert_to="mlprogram",
-                minimum_deployment_target=ct.target.iOS17,
+                minimum_deployment_target=ct.target.iOS18 if multifunction and compressing else ct.target.iOS17,
                 compute_precision=precision,
                 pass_pipeline=pipeline,
             )
@@ -164,8 +172,9 @@ class CoreMLTarget(Target):
         model.user_defined_metadata["edgeir.io"] = json.dumps(program.to_json())
         model.user_defined_metadata["edgeir.tile"] = json.dumps(recipe.tile.to_json())
         compression: dict[str, Any] = {}
-        if engine is not None and engine.post_export:
-            model, compression = _compress(engine, model, options.quant, path)
+        if compressing:
+            with converter_progress():
+                model, compression = _compress(engine, model, options.quant, path)
         model.save(str(path))
         # coremltools writes ExecuTorch's debug-handle map into packages converted from torch.export
         # programs (0.73 MB of AnyIR mobile's 3.9 MB fp16 package). The package's Manifest.json does not

@@ -1,7 +1,8 @@
 """coremltools' own progress bars follow edgeir's progress policy (:func:`edgeir.progress.progress_enabled`).
 
-coremltools draws tqdm bars for the torch frontend and for every MIL pass; in a log that is not a terminal
-each redraw is a line (hundreds per conversion). Where edgeir hides its bars, the converter's are hidden too.
+coremltools draws tqdm bars for the torch frontend, every MIL pass and every weight-compression pass; in a log
+that is not a terminal each redraw is a line (hundreds per conversion). Where edgeir hides its bars, the
+converter's are hidden too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from edgeir.progress import progress_enabled
 
 # (module, attribute) of the tqdm names coremltools 9 converts with.
 _BARS = (("coremltools.converters.mil.frontend.torch.ops", "_tqdm"),
-         ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"))
+         ("coremltools.converters.mil.mil.passes.pass_pipeline", "tqdm"),
+         ("coremltools.optimize.coreml._quantization_passes", "tqdm"))
 
 
 @contextlib.contextmanager
