@@ -121,3 +121,16 @@ def test_quant_report_ranks_module_groups_of_a_wrapped_program():
     assert report.program == "forward" and report.engine == "pt2e-xnnpack"
     assert {layer.group for layer in report.layers} == set(module_groups(ExitProgram(model, 2)))
     assert report.all_quantized_psnr_db > 20
+
+
+@pytest.mark.parametrize("vs_fakequant,vs_float,fakequant_vs_float,agrees", [
+    (40.0, 30.0, 30.1, True),    # within tolerance of its fake-quant model
+    (34.2, 36.0, 36.1, True),    # AnyIR paper on Core ML: two faithful simulations drift apart, not from float
+    (34.0, 35.4, 36.0, False),   # further from float than the fake-quant model by more than the margin
+    (14.0, 13.5, 45.0, False),   # NOTES.md's PT2E lowering bug
+])
+def test_fakequant_agreement_rule(vs_fakequant, vs_float, fakequant_vs_float, agrees):
+    from edgeir.quantization.stage import fakequant_agrees
+
+    ok, how = fakequant_agrees(vs_fakequant, vs_float, fakequant_vs_float, 35.0)
+    assert ok is agrees and how

@@ -155,7 +155,7 @@ def compare_outputs(outputs: dict[str, list[np.ndarray]], reference: ExportRecip
             from edgeir.quantization.stage import check_against_fakequant
 
             results[program.name].update(check_against_fakequant(
-                program.name, got, quantized.programs[program.name].fakequant, example, scheme))
+                program.name, got, quantized.programs[program.name].fakequant, example, scheme, expected))
         if worst < scheme.verify_threshold_db:
             raise StageError("compare", f"program '{program.name}' of the artifact differs from the eager model: "
                                         f"{worst:.1f} dB < {scheme.verify_threshold_db:.0f} dB on its example input")

@@ -255,9 +255,35 @@ def quantize_recipe(engine: QuantEngine, scheme: QuantScheme, spec, recipe, task
     return QuantizeResult(dataclasses.replace(recipe, programs=tuple(programs)), results, calib, samples)
 
 
+# How much further from the float model than the fake-quant model an artifact may be and still count as the model
+# that was quantized, when the two int8 simulations themselves differ beyond the tolerance (see fakequant_agrees).
+FAITHFUL_MARGIN_DB = 0.5
+
+
+def fakequant_agrees(artifact_vs_fakequant: float, artifact_vs_float: float, fakequant_vs_float: float,
+                     tolerance: float | None) -> tuple[bool, str]:
+    """Whether the artifact is the model that was quantized, and by which criterion.
+
+    A lowering bug (NOTES.md: a PT2E graph whose artifact gave 11-17 dB against a 45 dB fake-quant model) makes
+    the artifact disagree with its fake-quant model *and* move away from the float model. Two faithful int8
+    simulations of a deep program (AnyIR ``paper``: 6,870 Core ML ops computing in float16 between quantized ops,
+    against the float32 fake-quant graph) also drift apart, to ~34 dB, while staying exactly as close to the float
+    model. So the artifact agrees when it is within ``tolerance`` of the fake-quant model, or when it is as close
+    to the float model as the fake-quant model is (within :data:`FAITHFUL_MARGIN_DB`).
+    """
+    if tolerance is None or artifact_vs_fakequant >= tolerance:
+        return True, "within tolerance of the fake-quant model"
+    if artifact_vs_float >= fakequant_vs_float - FAITHFUL_MARGIN_DB:
+        return True, (f"as close to the float model as the fake-quant model ({artifact_vs_float:.1f} vs "
+                      f"{fakequant_vs_float:.1f} dB), though {artifact_vs_fakequant:.1f} dB from it")
+    return False, (f"{artifact_vs_fakequant:.1f} dB < {tolerance:.0f} dB from its own fake-quant model, and further "
+                   f"from the float model than it ({artifact_vs_float:.1f} vs {fakequant_vs_float:.1f} dB)")
+
+
 def check_against_fakequant(name: str, got: list[np.ndarray], fakequant, inputs: list[np.ndarray],
-                            scheme: QuantScheme) -> dict[str, Any]:
-    """PSNR of the artifact's outputs against the fake-quant model's; an error below the tolerance.
+                            scheme: QuantScheme, floating: list[np.ndarray]) -> dict[str, Any]:
+    """PSNR of the artifact's outputs against the fake-quant model's (and of both against the float model's,
+    ``floating``); an error where :func:`fakequant_agrees` says the artifact is not the quantized model.
 
     Raises:
         StageError: ('compare') when the artifact disagrees with its own fake-quant model.
@@ -267,13 +293,16 @@ def check_against_fakequant(name: str, got: list[np.ndarray], fakequant, inputs:
     from edgeir.evaluation.metrics import psnr
     from edgeir.runtime.reference import ReferenceRunner
 
-    expected = ReferenceRunner(frozen(fakequant), torch.device("cpu")).run(inputs)
-    value = min(psnr(g, e) for g, e in zip(got, expected, strict=True))
-    tolerance = scheme.fakequant_tolerance_db
-    if tolerance is not None and value < tolerance:
-        raise StageError("compare", f"program '{name}': the artifact disagrees with its own fake-quant model: "
-                                    f"{value:.1f} dB < {tolerance:.0f} dB (a lowering bug, not quantization noise)")
-    return {"artifact_vs_fakequant_psnr_db": round(value, 2)}
+    simulated = ReferenceRunner(frozen(fakequant), torch.device("cpu")).run(inputs)
+    value = min(psnr(g, e) for g, e in zip(got, simulated, strict=True))
+    to_float = min(psnr(g, f) for g, f in zip(got, floating, strict=True))
+    simulated_to_float = min(psnr(s, f) for s, f in zip(simulated, floating, strict=True))
+    agrees, how = fakequant_agrees(value, to_float, simulated_to_float, scheme.fakequant_tolerance_db)
+    if not agrees:
+        raise StageError("compare", f"program '{name}': the artifact disagrees with its own fake-quant model: {how} "
+                                    "(a lowering bug, not quantization noise)")
+    return {"artifact_vs_fakequant_psnr_db": round(value, 2), "artifact_vs_float_psnr_db": round(to_float, 2),
+            "fakequant_vs_float_psnr_db": round(simulated_to_float, 2), "fakequant_check": how}
 
 
 def save_fakequant(engine: QuantEngine, result: QuantizeResult, recipe, root: Path) -> list[str]:
