@@ -83,3 +83,12 @@ def pytest_collection_modifyitems(config, items):
             if isinstance(method, str):
                 # one worker per (method, target) under `pytest -n 2 --dist loadgroup`: the bundle is exported once
                 item.add_marker(pytest.mark.xdist_group(f"{method}@{target}"))
+                continue
+        if _uses_module_fixture(item):
+            # a module-scoped fixture (bundles exported once per module) is computed once, on one worker
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def _uses_module_fixture(item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return bool(info) and any(definitions[-1].scope == "module" for definitions in info.name2fixturedefs.values())
