@@ -84,11 +84,16 @@ def pytest_collection_modifyitems(config, items):
                 # one worker per (method, target) under `pytest -n 2 --dist loadgroup`: the bundle is exported once
                 item.add_marker(pytest.mark.xdist_group(f"{method}@{target}"))
                 continue
-        if _uses_module_fixture(item):
-            # a module-scoped fixture (bundles exported once per module) is computed once, on one worker
+        if _uses_own_shared_fixture(item):
+            # bundles a test module exports once (a session-scoped fixture of its own) are exported on one worker
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
-def _uses_module_fixture(item) -> bool:
+def _uses_own_shared_fixture(item) -> bool:
+    """Whether the test uses a module- or session-scoped fixture defined in its own module (conftest's shared
+    bundles are shared across workers by a file lock instead)."""
     info = getattr(item, "_fixtureinfo", None)
-    return bool(info) and any(definitions[-1].scope == "module" for definitions in info.name2fixturedefs.values())
+    if not info:
+        return False
+    own = item.nodeid.split("::")[0]
+    return any(d[-1].scope in ("module", "session") and d[-1].baseid == own for d in info.name2fixturedefs.values())

@@ -72,7 +72,7 @@ def test_anyir_quantized_packages_verify_numerically(quant, tmp_path):
         assert ops.get("constexpr_lut_to_dense", 0) >= 1
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def anyir_fp16(tmp_path_factory):
     return _export("anyir", "fp16", tmp_path_factory.mktemp("coreml-mutation"))
 

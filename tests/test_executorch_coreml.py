@@ -17,7 +17,7 @@ pytest.importorskip("coremltools")
 SIZE = (32, 32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def coreml_pte(tmp_path_factory):
     """AnyIR tiny at 32x32 through the Core ML delegate, one bundle per scheme, exported once each."""
     out = tmp_path_factory.mktemp("executorch-coreml")

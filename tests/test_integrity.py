@@ -39,7 +39,7 @@ def _keypair(folder: Path, name: str) -> tuple[Path, Path]:
     return private, public
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def built(tmp_path_factory):
     """A tiny AnyIR ONNX bundle exported from a checkpoint in a 'build' folder, signed, verified once."""
     import torch

@@ -16,7 +16,7 @@ from edgeir.report.build import report
 from edgeir.report.plots import Point, pareto_front
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def tiny_bundles(tmp_path_factory, torch_threads):
     """AnyIR tiny exported to ONNX and ExecuTorch XNNPACK once, verified on one photo."""
     root = tmp_path_factory.mktemp("artifacts")

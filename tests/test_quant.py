@@ -15,7 +15,7 @@ from edgeir.target import Runner
 SIZE = (32, 32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def int8_bundles(tmp_path_factory):
     """executorch PTQ, executorch QAT and onnx PTQ, onnx QAT bundles of AnyIR tiny, exported once."""
     root = tmp_path_factory.mktemp("int8")

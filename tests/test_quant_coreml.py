@@ -12,7 +12,7 @@ from edgeir.targets.coreml import TARGET
 pytest.importorskip("coremltools")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def coreml_bundles(tmp_path_factory):
     out = tmp_path_factory.mktemp("coreml-quant")
     return {quant: edgeir.export("anyir", "coreml", variant="tiny", task="denoise25", quant=quant, output=out)
@@ -49,7 +49,7 @@ def test_weight_compression_schemes_are_coreml_only(tmp_path, target, quant):
 SIZE = (32, 32)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def coreml_int8(tmp_path_factory):
     """Core ML int8 bundles of AnyIR tiny at 32x32: PTQ (0 steps) and QAT (2 steps), exported once each."""
     out = tmp_path_factory.mktemp("coreml-int8")

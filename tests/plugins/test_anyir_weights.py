@@ -21,7 +21,7 @@ def _official_lightning_ckpt(model: torch.nn.Module, path):
     }, path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_like(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("weights")
     torch.manual_seed(7)
@@ -57,7 +57,7 @@ def test_checkpoint_of_another_variant_names_the_mismatch(trained_like):
         edgeir.build_model("anyir", variant="mobile", weights=path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def weighted_bundle(trained_like, tmp_path_factory):
     _, path = trained_like
     return edgeir.export("anyir", "onnx", variant="tiny", weights=path, output=tmp_path_factory.mktemp("out"))

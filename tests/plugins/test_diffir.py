@@ -216,6 +216,7 @@ def test_global_state_runs_the_prior_once_on_the_downscaled_photo():
     np.testing.assert_allclose(resize_area(photo, 16, 16).mean(), photo.mean(), rtol=1e-2)
 
 
+@pytest.mark.slow  # ExecuTorch DiffIR through the tiler; the global-IPR feed is unit-tested above
 def test_artifact_restores_a_large_photo_with_one_global_ipr(exported, tmp_path):
     from edgeir.data.imageio import load_image, write_image
     from edgeir.runtime.reference import ReferenceRunner

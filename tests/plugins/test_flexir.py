@@ -320,7 +320,7 @@ def test_executorch_staged_program_takes_the_same_exits_as_the_eager_controller(
     assert all(set(exits) == {1, 2} for exits in taken.values())  # the decisions themselves were compared
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def onnx_exits_bundle(tmp_path_factory):
     return edgeir.export("flexir", "onnx", variant="tiny", output=tmp_path_factory.mktemp("exits"), exits="all",
                          weights="random")
