@@ -1,3 +1,4 @@
+import functools
 import os
 
 import pytest
@@ -59,10 +60,11 @@ def exported(kit_exports):
     return lambda method, target: kit_exports(method).bundle(target)
 
 
-def _registered_targets() -> list[str]:
+@functools.cache
+def _registered_targets() -> tuple[str, ...]:
     from edgeir.discovery import targets
 
-    return targets().registry.names()
+    return tuple(targets().registry.names())
 
 
 def pytest_configure(config):
@@ -71,22 +73,21 @@ def pytest_configure(config):
         config.addinivalue_line("markers", f"target_{name.replace('-', '_')}: exports or runs a {name} artifact")
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """Mark every test parametrised with a ``target`` by that target's marker (the conformance and quantization
-    grids), as ExecuTorch's backend suite marks each flow."""
-    known = set(_registered_targets())
-    for item in items:
-        params = item.callspec.params if hasattr(item, "callspec") else {}
-        target, method = params.get("target"), params.get("method")
-        if isinstance(target, str) and target in known:
-            item.add_marker(f"target_{target.replace('-', '_')}")
-            if isinstance(method, str):
-                # one worker per (method, target) under `pytest -n 2 --dist loadgroup`: the bundle is exported once
-                item.add_marker(pytest.mark.xdist_group(f"{method}@{target}"))
-                continue
-        if _uses_own_shared_fixture(item):
-            # bundles a test module exports once (a session-scoped fixture of its own) are exported on one worker
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    grids), as ExecuTorch's backend suite marks each flow; and group tests for ``--dist loadgroup`` (marked here,
+    at collection, because xdist reads the groups in its own ``pytest_collection_modifyitems``)."""
+    params = item.callspec.params if hasattr(item, "callspec") else {}
+    target, method = params.get("target"), params.get("method")
+    if isinstance(target, str) and target in _registered_targets():
+        item.add_marker(f"target_{target.replace('-', '_')}")
+        if isinstance(method, str):
+            # one worker per (method, target): the bundle is exported once
+            item.add_marker(pytest.mark.xdist_group(f"{method}.{target}"))  # no "@": xdist splits on it
+            return
+    if _uses_own_shared_fixture(item):
+        # bundles a test module exports once (a session-scoped fixture of its own) are exported on one worker
+        item.add_marker(pytest.mark.xdist_group(item.module.__name__))
 
 
 def _uses_own_shared_fixture(item) -> bool:
