@@ -72,7 +72,8 @@ class ExportResult:
     Attributes:
         files: Artifact files, relative to the bundle directory.
         delegation: Per program, how much of the graph a delegate took (targets with delegates):
-            ``subgraphs``, ``delegated_nodes``, ``nodes_outside``, ``coverage`` and the operators left outside.
+            ``delegate_subgraphs``, ``delegated_nodes``, ``non_delegated_nodes``, ``coverage`` and the operators
+            left outside.
         dynamic_hw: Programs whose artifact accepts any H/W (a multiple of the method's size multiple).
         details: Everything else the target wants recorded (toolchain facts, compression, timings).
     """
