@@ -250,6 +250,31 @@ def test_objective_trains_exits_with_a_frozen_teacher():
     assert any(p.grad is not None for p in objective.scorer.parameters())
 
 
+def test_distillation_term_does_not_grow_with_the_features_scale():
+    """L_CA is relative to the teacher feature's magnitude, so alpha weighs it as Eq. 5 means at any scale
+    (without that, SwinIR-sized features made the distillation 97% of the loss)."""
+    torch.manual_seed(0)
+    clean = torch.rand(2, 3, 16, 16)
+    degraded = clean + 0.1 * torch.randn_like(clean)
+    objective = ProgressiveSelfDistillation(tiny().eval())
+    torch.manual_seed(1)
+    _, logs = objective(degraded, clean, 8, 8)
+
+    def scaled(forward, features_first):
+        def run(*args):
+            a, b = forward(*args)
+            return ([8.0 * f for f in a], b) if features_first else (a, [8.0 * f for f in b])
+        return run
+
+    objective.model.forward_all = scaled(objective.model.forward_all, False)
+    objective.teacher.forward_features = scaled(objective.teacher.forward_features, True)
+    torch.manual_seed(1)
+    _, big = objective(degraded, clean, 8, 8)
+    for j in (1, 2):
+        assert 0 < logs[f"distill_{j}"] < 1.5
+        assert big[f"distill_{j}"] < 2 * logs[f"distill_{j}"]  # 8x without the teacher's scale as denominator
+
+
 def test_objective_state_carries_the_teacher_so_a_resumed_run_distils_from_it():
     teacher = tiny()
     with torch.no_grad():
