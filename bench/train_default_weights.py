@@ -36,29 +36,38 @@ SEED = 0
 
 
 def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch: int, lr: float,
-                     seed: int, crop: int = 64, device: str = "cpu") -> dict:
-    """FlexIR stage A: the full model with Charbonnier, its head copied into every exit; written to ``path``."""
+                     seed: int, crop: int = 64, device: str = "cpu", start: Path | None = None) -> dict:
+    """FlexIR stage A: the full model with Charbonnier; written to ``path``.
+
+    From a random init its head is then copied into every exit (what an official SwinIR tail gives);
+    from ``start`` (a trained FlexIR) the exits keep their own heads: only the teacher gets better.
+    """
     import torch
 
     import edgeir
     from edgeir.data.datasets import TrainingPairs, load_images
     from edgeir.plugins.flexir.training import train_full_model
-    from edgeir.training.loop import save_weights
+    from edgeir.training.loop import CharbonnierObjective, fine_tune, save_weights
 
     torch.manual_seed(seed)
-    model = edgeir.build_model(method, variant=variant, task=TASK, weights="random")
-    train = TrainingPairs(TASK, source=load_images(None), crop=crop, batch=batch, seed=seed)
-    report = train_full_model(model, train, steps=steps, lr=lr, device=device)
+    model = edgeir.build_model(method, variant=variant, task=TASK, weights=str(start) if start else "random")
+    train = TrainingPairs(TASK, source=load_images(None), crop=crop, batch=batch, seed=seed + 1 if start else seed)
+    if start is None:
+        report = train_full_model(model, train, steps=steps, lr=lr, device=device)
+        what = "full model (pointer N) with Charbonnier, head copied into every exit: the teacher stand-in"
+    else:
+        report = fine_tune(model, CharbonnierObjective(model), train, steps=steps, lr=lr, device=device,
+                           progress_desc="FlexIR full model (teacher)")
+        what = "full model (pointer N) trained further with Charbonnier from the continued weights: the teacher"
     model.cpu()
     save_weights(model, path)
     return {"steps": steps, "batch": batch, "crop": crop, "lr": lr, "seconds": round(report.seconds, 1),
-            "device": report.device,
-            "what": "full model (pointer N) with Charbonnier, head copied into every exit: the teacher stand-in"}
+            "device": report.device, "what": what}
 
 
 def train_one(method: str, variant: str, out_dir: Path | None, *, steps: int, batch: int, lr: float, seed: int,
               teacher_steps: int = 0, teacher_lr: float | None = None, crop: int = 64, device: str = "cpu",
-              command: str | None = None, continue_from: Path | None = None) -> dict:
+              command: str | None = None, continue_from: Path | None = None, eval_every: int | None = None) -> dict:
     """Fine-tune from a seeded random init (or ``continue_from``), round to float16, re-evaluate and write the
     shipped file."""
     import torch
@@ -83,12 +92,19 @@ def train_one(method: str, variant: str, out_dir: Path | None, *, steps: int, ba
                        **{k: previous.get(k) for k in ("command", "steps", "batch", "crop", "lr", "seconds")},
                        "its_start_weights": previous.get("start_weights"),
                        "its_eval": {k: v for k, v in previous.get("eval", {}).items() if k != "note"}}
+            if teacher_steps:
+                teacher = Path(tmp) / "teacher.safetensors"
+                stage_a["then_teacher"] = teacher_stand_in(method, variant, teacher, steps=teacher_steps, batch=batch,
+                                                           lr=teacher_lr or lr, seed=seed, crop=crop, device=device,
+                                                           start=start)
+                start = teacher
         elif teacher_steps:
             start = Path(tmp) / "teacher.safetensors"
             stage_a = teacher_stand_in(method, variant, start, steps=teacher_steps, batch=batch,
                                        lr=teacher_lr or lr, seed=seed, crop=crop, device=device)
         result = finetune(method, task=TASK, variant=variant, steps=steps, batch=batch, lr=lr, seed=seed, crop=crop,
-                          weights=str(start), output=Path(tmp) / "w.safetensors", device=device, command=command)
+                          weights=str(start), output=Path(tmp) / "w.safetensors", device=device, command=command,
+                          eval_every=eval_every)
         state = load_file(str(result.weights))
     half = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in state.items()}
     spec = methods().get(method)
@@ -184,7 +200,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="override the teacher stand-in steps of methods that train one first (FlexIR)")
     parser.add_argument("--batch", type=int, default=None, help="override the batch of every variant")
     parser.add_argument("--continue", dest="continue_", action="store_true",
-                        help="start from the weights shipped in --out instead of a random init (no teacher stage)")
+                        help="start from the weights shipped in --out instead of a random init (FlexIR: no teacher "
+                             "stage unless --teacher-steps, which then trains the full model further first)")
     parser.add_argument("--lr", type=float, default=None, help="override the peak learning rate")
     parser.add_argument("--teacher-lr", type=float, default=None, help="override the teacher stand-in's learning rate")
     parser.add_argument("--crop", type=int, default=64, help="side of the training crops (default 64)")
@@ -192,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch device to train on (default cpu, so the shipped files are reproducible here; "
                              "cuda trains the same schedule faster, and longer ones in reasonable time)")
     parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--eval-every", type=int, default=None,
+                        help="evaluate on the held-out split every N steps (default: at the end only)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--out", default=None,
                         help="folder for the trained files (default: each plugin's own weights/ folder, what it ships)")
@@ -231,11 +250,13 @@ def main(argv: list[str] | None = None) -> int:
                 if args.teacher_lr:
                     plan["teacher_lr"] = args.teacher_lr
             if args.continue_:
-                plan.pop("teacher_steps", None)
-                plan.pop("teacher_lr", None)
+                if args.teacher_steps is None:  # a continuation trains no teacher unless asked
+                    plan.pop("teacher_steps", None)
+                    plan.pop("teacher_lr", None)
                 plan["continue_from"] = output_path(name, variant, Path(args.out) if args.out else None)
             out = Path(args.out) if args.out else None
             row = train_one(name, variant, out, seed=args.seed, crop=args.crop, device=args.device,
+                            eval_every=args.eval_every,
                             command="bench/train_default_weights.py " + " ".join(argv if argv is not None
                                                                                  else sys.argv[1:]), **plan)
             rows.append(row)

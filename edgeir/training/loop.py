@@ -398,7 +398,8 @@ def fine_tune(
                 if eval_pairs and eval_every and done % eval_every == 0 and done != steps:
                     result = evaluate(model, eval_pairs, device=device, with_ssim=False, set_mode=mode)
                     report.evals.append((done, round(result.psnr_db, 3)))
-                    log.info("step %d: eval PSNR %.2f dB", done, result.psnr_db)
+                    log.info("step %d: eval PSNR %s dB", done,
+                             " / ".join(f"{e['psnr_db']:.3f}" for e in result.exits.values()))
                 if checkpoint and checkpoint_every and done % checkpoint_every == 0 and done != steps:
                     report.steps = done
                     save_training_state(checkpoint, model=model, objective=objective, optimizer=optimizer,
