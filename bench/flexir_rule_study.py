@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -206,6 +208,53 @@ def judge(data, set_name, outs, macs, full_macs, r):
     return float(np.mean(values)), float(sum(macs) / (len(macs) * full_macs))
 
 
+def calibrate_tradeoff(values: Sequence[float], errors: np.ndarray, exits: Sequence[int], costs: Sequence[float],
+                       budget_db: float, rule: str = "input", levels: int = 41,
+                       calibration: Mapping[str, Any] | None = None) -> Any:
+    """A candidate calibration (not the shipped one): accept scores that spend the fewest MACs on the
+    calibration regions within ``budget_db`` of the deepest exit there (at h = 1).
+
+    Args:
+        values: Each calibration region's score (:func:`calibration_scores`).
+        errors: (regions, exits) mean squared error of each exit's output against the clean region.
+        exits: The exits, ascending (the columns of ``errors``).
+        costs: MACs of each exit (any unit; only ratios matter).
+        budget_db: PSNR the calibration regions may lose against the deepest exit, pooled over regions.
+        levels: Candidate accept scores are this many quantiles of ``values``, 0 to 1.
+
+    Every non-increasing choice of accept scores among the candidates is tried; the cheapest within
+    the budget wins (ties: the smaller loss). The quantile rule (:func:`calibrate`) spreads the regions
+    evenly whatever the exits are worth; this one looks at what each exit does to these regions.
+    """
+    from itertools import combinations_with_replacement
+
+    from edgeir.plugins.flexir.adaptive import StoppingRule
+
+    exits = tuple(sorted(exits))
+    v = np.asarray(values, dtype=np.float64)
+    e = np.asarray(errors, dtype=np.float64)
+    c = np.asarray(costs, dtype=np.float64)
+    if e.shape != (v.size, len(exits)) or c.size != len(exits):
+        raise ValueError(f"errors must be (regions, exits) = {(v.size, len(exits))} and costs one per exit")
+    candidates = np.unique(np.round(np.quantile(v, np.linspace(0.0, 1.0, levels)), 6))[::-1]
+    full_mse = float(e[:, -1].mean())
+    best: tuple[float, float, tuple[float, ...]] | None = None
+    for accept in combinations_with_replacement(candidates, len(exits) - 1):  # descending: non-increasing
+        taken = np.full(v.size, len(exits) - 1)
+        for j in range(len(exits) - 2, -1, -1):
+            taken = np.where(v > accept[j], j, taken)
+        loss = 10.0 * np.log10(float(e[np.arange(v.size), taken].mean()) / full_mse)
+        if loss <= budget_db:
+            key = (float(c[taken].mean()), loss, tuple(float(a) for a in accept))
+            best = key if best is None or key[:2] < best[:2] else best
+    if best is None:  # nothing within the budget but taking the deepest exit everywhere
+        best = (float(c[-1]), 0.0, (float(candidates[0]),) * (len(exits) - 1))
+    return StoppingRule(rule, exits, best[2], {**(calibration or {}), "regions": int(v.size),
+                                               "budget_db": budget_db,
+                                               "calibration_loss_db": round(best[1], 4),
+                                               "calibration_macs_fraction": round(best[0] / float(c[-1]), 4)})
+
+
 def study(args: argparse.Namespace) -> None:
     import edgeir
     from edgeir.plugins.flexir import adaptive
@@ -223,6 +272,10 @@ def study(args: argparse.Namespace) -> None:
     for name in ("ladder", "input"):
         values = data["score_in"][calib] if name == "input" else data["scores"][calib][:, 0]
         rules[name] = adaptive.calibrate(list(values), exits, name)
+    exit_costs = [costs.regular(k) for k in exits]
+    for budget in (float(b) for b in args.budgets.split(",") if b):
+        rules[f"input-tradeoff-{budget:g}dB"] = calibrate_tradeoff(
+            list(data["score_in"][calib]), data["mse"][calib], exits, exit_costs, budget, "input")
     sc = data["scores"][calib]
     rules["patience"] = ("patience", float(np.median(np.abs(np.diff(sc, axis=1)) / sc[:, :-1])))
     rules["relative"] = ("relative", None)
@@ -274,6 +327,8 @@ def main() -> None:
     parser.add_argument("--collect", action="store_true")
     parser.add_argument("--study", action="store_true", help="replay the rules on the collected records")
     parser.add_argument("--thresholds", default="0.5,0.8,0.9,1.0,1.05,1.1,1.15,1.5,2")
+    parser.add_argument("--budgets", default="0.01,0.02,0.05",
+                        help="calibration PSNR budgets (dB) of the trade-off-calibrated input rule to replay too")
     parser.add_argument("--out", default="bench/out")
     args = parser.parse_args()
     if args.collect:
