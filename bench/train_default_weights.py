@@ -169,7 +169,7 @@ def shipped_table(weights_dir: Path | None) -> str:
         with safe_open(str(path), framework="pt") as handle:
             params = sum(_numel(handle.get_slice(k).get_shape()) for k in handle.keys())
         start = prov.get("start_weights", {})
-        teacher = f" after a {start['steps']}-step teacher stand-in" if start.get("steps") else ""
+        teacher = _start_note(start)
         ev = prov["eval"]
         lines.append(f"| {prov['method']} `{prov['variant']}` | {params / 1e6:.3f}M | "
                      f"{prov['steps']} x {prov['batch']} ({prov['crop']}), {prov['lr']:g}{teacher} | "
@@ -177,6 +177,26 @@ def shipped_table(weights_dir: Path | None) -> str:
                      f"{path.stat().st_size / 1e6:.2f} MB | {ev['psnr_db']:.2f} dB ({ev['ssim']:.3f}) | "
                      f"{ev['input_psnr_db']:.2f} dB |")
     return "\n".join(lines)
+
+
+def _start_note(start: dict) -> str:
+    """What the run started from, for the table (the whole chain is in the file's header)."""
+    if not start.get("steps"):
+        return ""
+    if "previously shipped" not in start.get("source", ""):
+        return f" after a {start['steps']}-step teacher stand-in"
+    chain, seconds, step = [], 0.0, start
+    while step and "previously shipped" in step.get("source", ""):
+        chain.append(str(step["steps"]))
+        seconds += step.get("seconds") or 0
+        step = step.get("its_start_weights") or {}
+    if step.get("steps"):
+        chain.append(f"{step['steps']} (teacher stand-in)")
+        seconds += step.get("seconds") or 0
+    teacher = start.get("then_teacher")
+    more = f", then {teacher['steps']} teacher steps at {teacher['lr']:g}" if teacher else ""
+    seconds += teacher.get("seconds", 0) if teacher else 0
+    return f" continuing {' + '.join(reversed(chain))} earlier steps{more} ({seconds:.0f} s before this run)"
 
 
 def _numel(shape) -> int:

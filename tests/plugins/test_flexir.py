@@ -414,3 +414,13 @@ def test_adaptive_needs_the_staged_programs_of_an_exits_bundle():
         adaptive.bundle_rule({"recipe": {"programs": [{"name": n} for n in ("stem", "block_1", "head_1")]}})
     assert staged_exits({"recipe": {"programs": [{"name": n} for n in ("stem", "block_1", "block_2", "head_2")]}}) \
         == (2,)
+
+
+def test_shipped_mobile_exits_rise_monotonically():
+    """The shipped mobile denoise25 exits are trained apart: each beats the one before on the held-out split."""
+    from edgeir.weights.shipped import read_provenance
+
+    entry = edgeir.methods().get("flexir").shipped_weights("mobile", "denoise25")
+    exits = read_provenance(entry.path)["eval"]["exits"]
+    values = [exits[f"exit_{k}"]["psnr_db"] for k in range(1, 5)]
+    assert all(b >= a + 0.02 for a, b in zip(values, values[1:], strict=False)), values
