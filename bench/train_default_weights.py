@@ -51,6 +51,7 @@ def teacher_stand_in(method: str, variant: str, path: Path, *, steps: int, batch
 
     torch.manual_seed(seed)
     model = edgeir.build_model(method, variant=variant, task=TASK, weights=str(start) if start else "random")
+    # A continued file already saw this seed's batches; its teacher stage draws fresh crops.
     train = TrainingPairs(TASK, source=load_images(None), crop=crop, batch=batch, seed=seed + 1 if start else seed)
     if start is None:
         report = train_full_model(model, train, steps=steps, lr=lr, device=device)
