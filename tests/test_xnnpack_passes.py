@@ -175,3 +175,40 @@ def test_strided_slices_and_repeat_interleave() -> None:
     assert _ops(rewritten)["aten.repeat_interleave.self_int"] == 0 and _ops(rewritten)["aten.repeat.default"] == 0
     with torch.no_grad():
         np.testing.assert_allclose(rewritten.module()(x).numpy(), EvenOdd()(x).numpy(), rtol=1e-6, atol=1e-6)
+
+
+class ScaledResidual(nn.Module):
+    """A NAFNet-like block: channel LayerNorm with affine, 1x1 convolution, residual scaled by a parameter."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.norm = ChannelNorm(channels)
+        self.expand = nn.Conv2d(channels, 2 * channels, 1)
+        self.mix = nn.Conv2d(2 * channels, channels, 3, padding=1)
+        self.beta = nn.Parameter(torch.randn(1, channels, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.mix(self.expand(self.norm(x))) * self.beta
+
+
+def test_constant_arithmetic_folds_into_convolutions_and_saves_layout_copies(monkeypatch) -> None:
+    """The residual scale, the LayerNorm affine and its eps go into convolutions: output equal, and no
+    channels-first copy left inside the delegate but the program's output."""
+    from edgeir.targets.executorch import xnnpack_passes
+    from edgeir.targets.executorch.inspection import layout_conversions
+
+    torch.manual_seed(0)
+    model = ScaledResidual().eval()
+    x = torch.rand(1, 8, 16, 16)
+    exported = torch.export.export(model, (x,), strict=False)
+    rewritten, records = apply_delegate_passes(exported, (x,))
+    assert {r["pass"]: r["rewrites"] for r in records}["fold_into_convolutions"] == 3  # beta, the affine, eps
+    with torch.no_grad():
+        np.testing.assert_allclose(rewritten.module()(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert not [n for n in rewritten.graph_signature.parameters if "beta" in n]  # the folded weights are gone
+    assert layout_conversions(rewritten)["channels_first_for"] == {"output": 1}
+
+    monkeypatch.setattr(xnnpack_passes, "PASSES",
+                        tuple((name, fn) for name, fn in xnnpack_passes.PASSES if name != "fold_into_convolutions"))
+    unfolded, _ = apply_delegate_passes(exported, (x,))
+    assert layout_conversions(unfolded)["to_channels_first"] > 1  # what the fold saves

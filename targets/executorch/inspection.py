@@ -121,3 +121,38 @@ def coreml_delegate_contents(pte: bytes) -> dict[str, dict[str, Any]]:
             contents[plan.name] = {"op_counts": dict(sorted(ops.items())), "weight_bytes": weight_bytes}
     return contents
 
+
+
+def layout_conversions(exported) -> dict[str, Any]:
+    """The memory-layout copies XNNPACK would add to ``exported`` (a program before lowering).
+
+    XNNPACK computes convolutions and poolings channels-last and reshapes channels-first;
+    element-wise operators follow their inputs, except that one with a constant 4-D or 0-D operand
+    (a parameter, a scalar) stays channels-first. ExecuTorch's ``ChannelsLastTaggedReshapePass``
+    inserts a full-tensor copy at each change. This runs its pass chain on an edge copy of the
+    program and counts the copies, with the operators that consume the channels-first ones (what
+    forced them).
+    """
+    import collections
+
+    import torch
+    from executorch.backends.xnnpack._passes import XNNPACKPassManager
+    from executorch.backends.xnnpack._passes.xnnpack_pass import XNNPACKPass
+    from executorch.exir import to_edge
+
+    program = to_edge(exported).exported_program()
+    graph_module = program.graph_module
+    for pass_type in XNNPACKPassManager(program).passes:
+        result = (pass_type(program) if issubclass(pass_type, XNNPACKPass) else pass_type())(graph_module)
+        graph_module = result.graph_module if result is not None else graph_module
+    counts = {"to_channels_last": 0, "to_channels_first": 0}
+    forced_by: collections.Counter = collections.Counter()
+    for node in graph_module.graph.nodes:
+        if node.op != "call_function" or "_to_copy" not in str(node.target):
+            continue
+        if node.kwargs.get("memory_format") == torch.channels_last:
+            counts["to_channels_last"] += 1
+        else:
+            counts["to_channels_first"] += 1
+            forced_by.update(getattr(user.target, "__name__", str(user.target)) for user in node.users)
+    return {**counts, "channels_first_for": dict(forced_by.most_common())}

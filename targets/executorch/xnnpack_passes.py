@@ -26,6 +26,9 @@ pass                      rewrite
                           ``clamp_min`` -> ``clamp``
 ``matmul_to_bmm``         ``matmul`` of N-D operands -> ``bmm`` / ``mm`` on reshaped operands
                           (its decomposition adds a non-delegated ``expand``)
+``fold_into_convolutions`` per-channel constant ``*``, ``/``, ``+``, ``-`` after a convolution, and a
+                          per-channel affine before a 1x1 one -> the convolution's weights and bias
+                          (each such op would be computed channels-first between two transposes)
 ``float_scalars``         integer scalars of float arithmetic (``x / 8``) -> float scalars
 ``constant_like``         ``ones_like`` / ``zeros_like`` / ``full_like`` of a static shape -> a constant
 ========================  ==============================================================
@@ -465,6 +468,151 @@ def constant_like(ctx: _Context) -> int:
     return count
 
 
+def _constant(ctx: _Context, value: Any) -> torch.Tensor | None:
+    """The value of a constant operand: a number, a module attribute, or a reshape/view of one."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return torch.tensor(float(value))
+    if not isinstance(value, fx.Node):
+        return None
+    if value.op == "get_attr":
+        tensor = ctx.gm
+        for part in str(value.target).split("."):
+            tensor = getattr(tensor, part, None)
+        return tensor.detach() if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() else None
+    if value.op == "call_function" and value.target in (aten.reshape.default, aten.view.default):
+        source = _constant(ctx, value.args[0])
+        return None if source is None else source.reshape(value.args[1])
+    return None
+
+
+def _per_channel(value: torch.Tensor, channels: int) -> torch.Tensor | None:
+    """``value`` as ``channels`` numbers when it broadcasts against ``(N, channels, H, W)`` along channels only."""
+    if value.dim() > 4 or value.numel() not in (1, channels):
+        return None
+    shape = (1,) * (4 - value.dim()) + tuple(value.shape)
+    if value.numel() == channels and channels > 1 and shape != (1, channels, 1, 1):
+        return None
+    return value.reshape(-1).expand(channels).to(torch.float32)
+
+
+_CONVOLUTION = (aten.conv2d.default,)
+_AFFINE = {aten.mul.Tensor: "mul", operator.mul: "mul", aten.add.Tensor: "add", operator.add: "add",
+           aten.sub.Tensor: "sub", operator.sub: "sub", aten.div.Tensor: "div", operator.truediv: "div"}
+
+
+def _conv_parts(ctx: _Context, conv: fx.Node) -> tuple[torch.Tensor, torch.Tensor] | None:
+    args = list(conv.args) + [None] * (7 - len(conv.args))
+    weight = _constant(ctx, args[1])
+    if weight is None or weight.dim() != 4:
+        return None
+    bias = _constant(ctx, args[2]) if args[2] is not None else torch.zeros(weight.shape[0])
+    return (weight, bias) if bias is not None else None
+
+
+def _new_conv(ctx: _Context, conv: fx.Node, x: fx.Node, weight: torch.Tensor, bias: torch.Tensor) -> fx.Node:
+    key = ("folded", len(ctx.constants))
+    w = ctx.constant((*key, "weight"), lambda: weight.contiguous())
+    b = ctx.constant((*key, "bias"), lambda: bias.contiguous())
+    args = list(conv.args) + [None] * (7 - len(conv.args))
+    stride, padding, dilation, groups = (args[3] or [1, 1]), (args[4] or [0, 0]), (args[5] or [1, 1]), (args[6] or 1)
+    return _call(ctx.gm.graph, aten.conv2d.default, x, w, b, stride, padding, dilation, groups)
+
+
+def fold_into_convolutions(ctx: _Context) -> int:
+    """Per-channel constant arithmetic next to a convolution -> the convolution's weights and bias.
+
+    After a convolution whose output has no other user: ``conv(x) * k``, ``/ k``, ``+ k``, ``- k``
+    with ``k`` a number or a per-output-channel constant (NAFNet's ``beta``/``gamma`` residual
+    scales, the ``eps`` added to a variance computed by a 1x1 convolution). Before a 1x1
+    convolution without padding, when nothing else reads the affine's output: ``conv(x * a + b)``
+    with per-input-channel ``a``, ``b`` (a LayerNorm's affine). The arithmetic is exact up to float
+    rounding; what it saves is not the arithmetic but the layout: XNNPACK computes convolutions
+    channels-last, and an element-wise op with a constant 4-D or 0-D operand is computed
+    channels-first, so each such op costs two full-tensor transposes inside the delegate.
+    """
+    graph, count = ctx.gm.graph, 0
+    changed = True
+    while changed:
+        changed = False
+        for node in list(graph.nodes):
+            kind = _AFFINE.get(node.target) if node.op == "call_function" else None
+            if kind is None or len(node.args) != 2 or node.kwargs:
+                continue
+            a, b = node.args
+            conv, other = (a, b) if isinstance(a, fx.Node) and a.target in _CONVOLUTION else (b, a)
+            if not (isinstance(conv, fx.Node) and conv.target in _CONVOLUTION and len(conv.users) == 1) or \
+                    (kind in ("sub", "div") and conv is not a):
+                continue
+            parts, value = _conv_parts(ctx, conv), _constant(ctx, other)
+            if parts is None or value is None:
+                continue
+            weight, bias = parts
+            k = _per_channel(value, weight.shape[0])
+            if k is None:
+                continue
+            if kind in ("mul", "div"):
+                k = k if kind == "mul" else 1.0 / k
+                weight, bias = weight * k.view(-1, 1, 1, 1), bias * k
+            else:
+                bias = bias + (k if kind == "add" else -k)
+            with graph.inserting_before(node):
+                new = _new_conv(ctx, conv, conv.args[0], weight, bias)
+            _replace(node, new)
+            graph.erase_node(conv)
+            count += 1
+            changed = True
+        for conv in list(graph.nodes):
+            if conv.op != "call_function" or conv.target not in _CONVOLUTION:
+                continue
+            parts = _conv_parts(ctx, conv)
+            args = list(conv.args) + [None] * (7 - len(conv.args))
+            if parts is None or parts[0].shape[2:] != (1, 1) or (args[6] or 1) != 1 or any(args[4] or [0]):
+                continue
+            weight, bias = parts
+            shift, scale, x = None, None, conv.args[0]
+            if isinstance(x, fx.Node) and _AFFINE.get(x.target) == "add" and len(x.users) == 1 and not x.kwargs:
+                for i in (0, 1):
+                    value = _constant(ctx, x.args[1 - i])
+                    if isinstance(x.args[i], fx.Node) and value is not None:
+                        shift = _per_channel(value, weight.shape[1])
+                        if shift is not None:
+                            x = x.args[i]
+                            break
+            if isinstance(x, fx.Node) and _AFFINE.get(x.target) == "mul" and len(x.users) == 1 and not x.kwargs:
+                for i in (0, 1):
+                    value = _constant(ctx, x.args[1 - i])
+                    if isinstance(x.args[i], fx.Node) and value is not None:
+                        scale = _per_channel(value, weight.shape[1])
+                        if scale is not None:
+                            x = x.args[i]
+                            break
+            if shift is None and scale is None:
+                continue
+            if shift is not None:
+                bias = bias + (weight.sum(dim=(2, 3)) * shift).sum(dim=1)
+            if scale is not None:
+                weight = weight * scale.view(1, -1, 1, 1)
+            with graph.inserting_before(conv):
+                new = _new_conv(ctx, conv, x, weight, bias)
+            _replace(conv, new)
+            count += 1
+            changed = True
+    if count:
+        _drop_unused_attributes(ctx.gm)
+    return count
+
+
+def _drop_unused_attributes(gm: fx.GraphModule) -> None:
+    """Remove the weights a fold replaced, so that the re-exported program does not carry them."""
+    gm.graph.eliminate_dead_code()
+    used = {str(node.target) for node in gm.graph.nodes if node.op == "get_attr"}
+    for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
+        if name not in used:
+            owner, _, leaf = name.rpartition(".")
+            module = gm.get_submodule(owner) if owner else gm
+            delattr(module, leaf)
+
+
 def float_scalars(ctx: _Context) -> int:
     """Integer scalars of float arithmetic (``x / 8``) -> float scalars.
 
@@ -493,6 +641,7 @@ PASSES: tuple[tuple[str, Callable[[_Context], int]], ...] = (
     ("layer_norm", layer_norm),
     ("reductions", reductions),
     ("powers", powers),
+    ("fold_into_convolutions", fold_into_convolutions),
     ("matmul_to_bmm", matmul_to_bmm),
     ("broadcast_expand", broadcast_expand),
     ("float_scalars", float_scalars),
