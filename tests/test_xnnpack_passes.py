@@ -212,3 +212,18 @@ def test_constant_arithmetic_folds_into_convolutions_and_saves_layout_copies(mon
                         tuple((name, fn) for name, fn in xnnpack_passes.PASSES if name != "fold_into_convolutions"))
     unfolded, _ = apply_delegate_passes(exported, (x,))
     assert layout_conversions(unfolded)["to_channels_first"] > 1  # what the fold saves
+
+
+def test_quantized_programs_are_not_folded() -> None:
+    """A fold is exact only up to float rounding, which a quantize op downstream can turn into an int8 step."""
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeir.quant.pt2e import xnnpack_quantizer
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 8, 16, 16)
+    prepared = prepare_pt2e(torch.export.export(ScaledResidual().eval(), (x,)).module(), xnnpack_quantizer(False, ()))
+    prepared(x)
+    exported = torch.export.export(convert_pt2e(prepared), (x,), strict=False)
+    _, records = apply_delegate_passes(exported, (x,))
+    assert {r["pass"]: r["rewrites"] for r in records}["fold_into_convolutions"] == 0
