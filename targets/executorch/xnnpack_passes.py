@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import fx
+from torch import fx, nn
 
 aten = torch.ops.aten
 
@@ -478,9 +478,7 @@ def _constant(ctx: _Context, value: Any) -> torch.Tensor | None:
     if not isinstance(value, fx.Node):
         return None
     if value.op == "get_attr":
-        tensor = ctx.gm
-        for part in str(value.target).split("."):
-            tensor = getattr(tensor, part, None)
+        tensor = _attribute(ctx.gm, value.target)
         return tensor.detach() if isinstance(tensor, torch.Tensor) and tensor.is_floating_point() else None
     if value.op == "call_function" and value.target in (aten.reshape.default, aten.view.default):
         source = _constant(ctx, value.args[0])
@@ -611,9 +609,19 @@ def fold_into_convolutions(ctx: _Context) -> int:
     return count
 
 
+def _attribute(gm: fx.GraphModule, target: Any) -> Any:
+    value: Any = gm
+    for part in str(target).split("."):
+        value = getattr(value, part, None)
+    return value
+
+
 def _drop_unused_attributes(gm: fx.GraphModule) -> None:
     """Remove the weights a fold replaced, so that the re-exported program does not carry them."""
     gm.graph.eliminate_dead_code()
+    if any(node.op == "call_module" or (node.op == "get_attr" and isinstance(_attribute(gm, node.target), nn.Module))
+           for node in gm.graph.nodes):
+        return  # subgraphs (control flow) read weights through their own graphs
     used = {str(node.target) for node in gm.graph.nodes if node.op == "get_attr"}
     for name, _ in list(gm.named_parameters()) + list(gm.named_buffers()):
         if name not in used:
