@@ -8,30 +8,30 @@ int; static ``slice_copy``) and leaves the rest on portable kernels, cutting the
 delegate islands. These passes rewrite, on the ``torch.export`` graph and before partitioning,
 each such form into an output-equal form the partitioner takes:
 
-========================  ==============================================================
-pass                      rewrite
-========================  ==============================================================
-``split_to_slices``       ``chunk`` / ``split`` / ``split_with_sizes`` / ``unbind`` -> static slices
-``reductions``            ``mean`` / ``sum`` / ``var`` / ``linalg_vector_norm`` / ``adaptive_avg_pool2d(1)``:
-                          over H, W -> global average pooling (keepdim); over channels of
-                          NCHW -> 1x1 convolution with constant weights; over trailing dims ->
-                          a linear layer with constant weights (a reduction XNNPACK runs as GEMM)
-``strided_slices``        ``x[:, k::s]`` (even/odd channels) -> reshape to ``(n / s, s)``, unit-step slice
-``repeat_interleave``     ``repeat_interleave(x, r, dim)`` -> a broadcasting multiply by ones on a new inner dim
-``repeats``               ``repeat`` (tile) -> identity (all factors 1) or a broadcasting multiply by ones
-``layer_norm``            ``layer_norm`` over trailing dims -> the same arithmetic with the
-                          reductions above (``rsqrt`` of the variance, affine)
-``powers``                ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, +-0.5)`` -> ``sqrt`` / ``rsqrt``
-``broadcast_expand``      ``expand`` / ``expand_as`` whose users broadcast anyway -> dropped;
-                          ``clamp_min`` -> ``clamp``
-``matmul_to_bmm``         ``matmul`` of N-D operands -> ``bmm`` / ``mm`` on reshaped operands
-                          (its decomposition adds a non-delegated ``expand``)
-``fold_into_convolutions`` per-channel constant ``*``, ``/``, ``+``, ``-`` after a convolution, and a
-                          per-channel affine before a 1x1 one -> the convolution's weights and bias
-                          (each such op would be computed channels-first between two transposes)
-``float_scalars``         integer scalars of float arithmetic (``x / 8``) -> float scalars
-``constant_like``         ``ones_like`` / ``zeros_like`` / ``full_like`` of a static shape -> a constant
-========================  ==============================================================
+==========================  ==============================================================
+pass                        rewrite
+==========================  ==============================================================
+``split_to_slices``         ``chunk`` / ``split`` / ``split_with_sizes`` / ``unbind`` -> static slices
+``reductions``              ``mean`` / ``sum`` / ``var`` / ``linalg_vector_norm`` / ``adaptive_avg_pool2d(1)``:
+                            over H, W -> global average pooling (keepdim); over channels of
+                            NCHW -> 1x1 convolution with constant weights; over trailing dims ->
+                            a linear layer with constant weights (a reduction XNNPACK runs as GEMM)
+``strided_slices``          ``x[:, k::s]`` (even/odd channels) -> reshape to ``(n / s, s)``, unit-step slice
+``repeat_interleave``       ``repeat_interleave(x, r, dim)`` -> a broadcasting multiply by ones on a new inner dim
+``repeats``                 ``repeat`` (tile) -> identity (all factors 1) or a broadcasting multiply by ones
+``layer_norm``              ``layer_norm`` over trailing dims -> the same arithmetic with the
+                            reductions above (``rsqrt`` of the variance, affine)
+``powers``                  ``square`` / ``pow(x, 2)`` -> ``x * x``; ``pow(x, +-0.5)`` -> ``sqrt`` / ``rsqrt``
+``broadcast_expand``        ``expand`` / ``expand_as`` whose users broadcast anyway -> dropped;
+                            ``clamp_min`` -> ``clamp``
+``matmul_to_bmm``           ``matmul`` of N-D operands -> ``bmm`` / ``mm`` on reshaped operands
+                            (its decomposition adds a non-delegated ``expand``)
+``fold_into_convolutions``  per-channel constant ``*``, ``/``, ``+``, ``-`` after a convolution, and a
+                            per-channel affine before a 1x1 one -> the convolution's weights and bias
+                            (each such op would be computed channels-first between two transposes)
+``float_scalars``           integer scalars of float arithmetic (``x / 8``) -> float scalars
+``constant_like``           ``ones_like`` / ``zeros_like`` / ``full_like`` of a static shape -> a constant
+==========================  ==============================================================
 
 Each pass is applied to the program as exported, then the program's output on its example
 inputs is compared with the original's: a pass that changes the output beyond float rounding
