@@ -133,6 +133,8 @@ def export_or_reuse(method: str, target: str, quant: str, args, out: Path, size:
     found = sorted(out.glob(f"*/{MANIFEST}")) if out.is_dir() else []
     if found and not args.fresh:
         return Bundle.open(found[0].parent), False
+    if args.reuse_only:
+        return None, False
     bundle = edgeir.export(method, target, variant=args.variant, quant=quant, output=str(out),
                            input_size=(size, size), weights=args.weights)
     return bundle, True
@@ -171,6 +173,8 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
             continue
         try:
             bundle, fresh = export_or_reuse(method, target, quant, args, mdir / label.replace(" ", "-"), size)
+            if bundle is None:
+                continue  # --reuse-only, and none exported
         except Exception as exc:  # one failing contender must not hide the others' figures
             row["contenders"][label] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             print(f"# {method} {label}: export failed: {exc}", flush=True)
@@ -189,7 +193,7 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
         print(f"# {method} {label}: {_label_seconds(entry['stage_seconds'])}", flush=True)
     stock_dir = mdir / "stock"
     stock_dir.mkdir(parents=True, exist_ok=True)
-    if "stock et fp32" in args.contenders:
+    if "stock et fp32" in args.contenders and not (args.reuse_only and not (stock_dir / "stock_et.json").is_file()):
         pte = stock_dir / "stock.pte"
         meta = stock_dir / "stock_et.json"
         try:
@@ -204,7 +208,7 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
         except Exception as exc:  # the stock exporter cannot take every model (AnyIR's complex FFT)
             row["contenders"]["stock et fp32"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
             print(f"# {method} stock et fp32: export failed: {str(exc)[:200]}", flush=True)
-    if "stock ort fp32" in args.contenders:
+    if "stock ort fp32" in args.contenders and not (args.reuse_only and not (stock_dir / "stock_ort.json").is_file()):
         onnx_path = stock_dir / "stock.onnx"
         meta = stock_dir / "stock_ort.json"
         try:
@@ -299,6 +303,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=[c[0] for c in EDGEIR_CONTENDERS] + list(STOCK_CONTENDERS))
     parser.add_argument("--weights", default=None, help="one method's checkpoint (with one --methods name)")
     parser.add_argument("--fresh", action="store_true", help="export again instead of reusing bundles under -o")
+    parser.add_argument("--reuse-only", action="store_true",
+                        help="time only the contenders already exported under -o; export nothing")
     parser.add_argument("--export-only", action="store_true",
                         help="export the contenders under -o and stop; a later run times them on a quiet host")
     parser.add_argument("-o", "--output", default="bench-out/performance")

@@ -214,16 +214,39 @@ def test_constant_arithmetic_folds_into_convolutions_and_saves_layout_copies(mon
     assert layout_conversions(unfolded)["to_channels_first"] > 1  # what the fold saves
 
 
-def test_quantized_programs_are_not_folded() -> None:
-    """A fold is exact only up to float rounding, which a quantize op downstream can turn into an int8 step."""
+def _quantized_scaled_residual(x: torch.Tensor):
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from edgeir.quant.pt2e import xnnpack_quantizer
 
     torch.manual_seed(0)
-    x = torch.rand(1, 8, 16, 16)
     prepared = prepare_pt2e(torch.export.export(ScaledResidual().eval(), (x,)).module(), xnnpack_quantizer(False, ()))
     prepared(x)
-    exported = torch.export.export(convert_pt2e(prepared), (x,), strict=False)
-    _, records = apply_delegate_passes(exported, (x,))
-    assert {r["pass"]: r["rewrites"] for r in records}["fold_into_convolutions"] == 0
+    return torch.export.export(convert_pt2e(prepared), (x,), strict=False)
+
+
+def test_quantized_programs_are_not_folded() -> None:
+    """A fold is exact only up to float rounding, which a quantize op downstream can turn into an int8 step."""
+    x = torch.rand(1, 8, 16, 16)
+    _, records = apply_delegate_passes(_quantized_scaled_residual(x), (x,))
+    by_name = {r["pass"]: r for r in records}
+    assert by_name["fold_into_convolutions"]["rewrites"] == 0
+    assert by_name["reductions"]["rewrites"] > 0 and "mean_abs_error" in by_name["reductions"]
+
+
+def test_a_wrong_pass_on_a_quantized_program_is_refused(monkeypatch) -> None:
+    """Quantized programs get a sparse-change allowance (int8 steps), not a pass that moves every pixel."""
+    from edgeir.targets.executorch import xnnpack_passes
+
+    def shift(ctx) -> int:
+        output = next(n for n in ctx.gm.graph.nodes if n.op == "output")
+        source = output.args[0][0] if isinstance(output.args[0], (tuple, list)) else output.args[0]
+        with ctx.gm.graph.inserting_before(output):
+            moved = ctx.gm.graph.call_function(torch.ops.aten.add.Tensor, (source, 0.05))
+        output.replace_input_with(source, moved)
+        return 1
+
+    monkeypatch.setattr(xnnpack_passes, "PASSES", (("shift", shift),))
+    x = torch.rand(1, 8, 16, 16)
+    with pytest.raises(ValueError, match="delegate pass 'shift' changed.*mean"):
+        apply_delegate_passes(_quantized_scaled_residual(x), (x,))

@@ -55,6 +55,13 @@ aten = torch.ops.aten
 
 #: Relative tolerance (to the output's largest magnitude, at least 1) for a pass's output change.
 PASS_TOLERANCE = 1e-4
+#: For quantized programs, the bounds on the mean and the largest change (relative, as above). A
+#: rewrite exact up to float rounding moves some values across a quantize op's rounding boundary:
+#: one int8 step each, which every later quantized layer spreads and adds to (Hi-IR mobile int8,
+#: 13 LayerNorms rewritten: mean 0.0013, max 0.0076, about 55 dB). A wrong rewrite moves the whole
+#: output; the artifact is then checked against the fake-quant program as every int8 export is.
+QUANTIZED_MEAN_TOLERANCE = 5e-3
+QUANTIZED_MAX_TOLERANCE = 0.1
 
 
 @dataclass
@@ -471,6 +478,11 @@ def constant_like(ctx: _Context) -> int:
     return count
 
 
+def _is_quantized(graph: fx.Graph) -> bool:
+    """Whether the graph holds quantize/dequantize ops (a PT2E-converted int8 program)."""
+    return any(node.op == "call_function" and "quantize_per" in str(node.target) for node in graph.nodes)
+
+
 def _constant(ctx: _Context, value: Any) -> torch.Tensor | None:
     """The value of a constant operand: a number, a module attribute, or a reshape/view of one."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -536,7 +548,7 @@ def fold_into_convolutions(ctx: _Context) -> int:
     pass check rightly refuses.
     """
     graph, count = ctx.gm.graph, 0
-    if any(node.op == "call_function" and "quantize_per" in str(node.target) for node in graph.nodes):
+    if _is_quantized(graph):
         return 0
     changed = True
     while changed:
@@ -688,7 +700,9 @@ def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs
         pass: ``{"pass", "rewrites", "max_abs_error", "seconds"}``.
 
     Raises:
-        ValueError: if a pass changed the program's output beyond :data:`PASS_TOLERANCE`.
+        ValueError: if a pass changed the program's output beyond :data:`PASS_TOLERANCE` (for a
+            quantized program: beyond :data:`QUANTIZED_MEAN_TOLERANCE` on average or
+            :data:`QUANTIZED_MAX_TOLERANCE` anywhere).
     """
     from torch.fx.passes.shape_prop import ShapeProp
 
@@ -698,11 +712,12 @@ def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs
         reference = [t.detach().clone() for t in _outputs(ShapeProp(gm).propagate(*inputs))]
     scale = max([1.0] + [float(t.abs().max()) for t in reference if t.numel()])
     ctx = _Context(gm, {})
+    quantized = _is_quantized(gm.graph)
     records, changed = [], False
     for name, fn in PASSES:
         start = time.perf_counter()
         rewrites = fn(ctx)
-        error = 0.0
+        error = mean_error = 0.0
         if rewrites:
             changed = True
             gm.graph.eliminate_dead_code()
@@ -711,13 +726,22 @@ def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs
             # One forward both checks this pass and gives the next one the shapes it reads.
             with torch.no_grad():
                 after = _outputs(ShapeProp(gm).propagate(*inputs))
-            error = max((float((a - b).abs().max()) for a, b in zip(reference, after, strict=True) if a.numel()),
-                        default=0.0)
-            if not error <= PASS_TOLERANCE * scale:
-                raise ValueError(f"delegate pass '{name}' changed the program's output by {error:.3g} "
-                                 f"(tolerance {PASS_TOLERANCE * scale:.3g})")
-        records.append({"pass": name, "rewrites": rewrites, "max_abs_error": error,
-                        "seconds": round(time.perf_counter() - start, 3)})
+            pairs = [(a, b) for a, b in zip(reference, after, strict=True) if a.numel()]
+            error = max((float((a - b).abs().max()) for a, b in pairs), default=0.0)
+            mean_error = max((float((a - b).abs().float().mean()) for a, b in pairs), default=0.0)
+            if quantized:
+                ok = mean_error <= QUANTIZED_MEAN_TOLERANCE * scale and error <= QUANTIZED_MAX_TOLERANCE * scale
+                bound = (f"mean {mean_error:.3g} <= {QUANTIZED_MEAN_TOLERANCE * scale:.3g}, "
+                         f"max <= {QUANTIZED_MAX_TOLERANCE * scale:.3g}")
+            else:
+                ok, bound = error <= PASS_TOLERANCE * scale, f"tolerance {PASS_TOLERANCE * scale:.3g}"
+            if not ok:
+                raise ValueError(f"delegate pass '{name}' changed the program's output by {error:.3g} ({bound})")
+        record = {"pass": name, "rewrites": rewrites, "max_abs_error": error,
+                  "seconds": round(time.perf_counter() - start, 3)}
+        if quantized:
+            record["mean_abs_error"] = mean_error
+        records.append(record)
     if not changed:
         return exported, records
     return torch.export.export(gm, inputs, strict=False), records
