@@ -108,6 +108,8 @@ class _OrtCall:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
+        # ORT's idle threads otherwise spin after each run and slow whichever contender runs next.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.names = [i.name for i in self.session.get_inputs()]
 
@@ -182,12 +184,21 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
         details = bundle.manifest["target_details"]
         entry = {"stage_seconds": bundle.manifest.get("stage_seconds", {}), "fresh_export": fresh,
                  "export_seconds": details.get("export_seconds", {})}
-        name = bundle.program()["name"]
+        name = program.name
+        if name not in [p["name"] for p in bundle.programs]:
+            # DiffIR's int8 bundles hold only the staged pair (prior, restore), not the photo program.
+            row["contenders"][label] = {"error": f"the bundle has no '{name}' program"}
+            continue
         delegation = (details.get("delegation") or {}).get(name)
         if delegation:
             entry["delegation"] = delegation
-        runner = require(targets().get(target).runtime(bundle))
-        calls[label] = (lambda r, n: lambda x: r.run(n, x))(runner, name)
+        if target == "onnx":
+            from edgeir.targets.onnx.runtime import program_file
+
+            calls[label] = _OrtCall(bundle.path / program_file(name, len(bundle.programs)), threads)
+        else:
+            runner = require(targets().get(target).runtime(bundle))
+            calls[label] = (lambda r, n: lambda x: r.run(n, x))(runner, name)
         entry["inputs"] = [list(x.shape) for x in inputs_of(bundle.program(name))]
         row["contenders"][label] = entry
         print(f"# {method} {label}: {_label_seconds(entry['stage_seconds'])}", flush=True)
