@@ -204,34 +204,24 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
         print(f"# {method} {label}: {_label_seconds(entry['stage_seconds'])}", flush=True)
     stock_dir = mdir / "stock"
     stock_dir.mkdir(parents=True, exist_ok=True)
-    if "stock et fp32" in args.contenders and not (args.reuse_only and not (stock_dir / "stock_et.json").is_file()):
-        pte = stock_dir / "stock.pte"
-        meta = stock_dir / "stock_et.json"
+    stock = (("stock et fp32", "stock.pte", "stock_et.json", stock_executorch, _EtCall),
+             ("stock ort fp32", "stock.onnx", "stock_ort.json", stock_onnx, lambda path: _OrtCall(path, threads)))
+    for label, artifact, record, export_stock, make_call in stock:
+        path, meta = stock_dir / artifact, stock_dir / record
+        if label not in args.contenders or (args.reuse_only and not meta.is_file()):
+            continue
         try:
-            if pte.is_file() and meta.is_file() and not args.fresh:
+            if path.is_file() and meta.is_file() and not args.fresh:
                 info = json.loads(meta.read_text())
             else:
-                info = stock_executorch(program.module, example, pte)
+                info = export_stock(program.module, example, path)
                 meta.write_text(json.dumps(info))
-            row["contenders"]["stock et fp32"] = info
-            calls["stock et fp32"] = _EtCall(pte)
-            print(f"# {method} stock et fp32: {_label_seconds(info['seconds'])}", flush=True)
-        except Exception as exc:  # the stock exporter cannot take every model (AnyIR's complex FFT)
-            row["contenders"]["stock et fp32"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
-            print(f"# {method} stock et fp32: export failed: {str(exc)[:200]}", flush=True)
-    if "stock ort fp32" in args.contenders and not (args.reuse_only and not (stock_dir / "stock_ort.json").is_file()):
-        onnx_path = stock_dir / "stock.onnx"
-        meta = stock_dir / "stock_ort.json"
-        try:
-            if onnx_path.is_file() and meta.is_file() and not args.fresh:
-                info = json.loads(meta.read_text())
-            else:
-                info = stock_onnx(program.module, example, onnx_path)
-                meta.write_text(json.dumps(info))
-            row["contenders"]["stock ort fp32"] = info
-            calls["stock ort fp32"] = _OrtCall(onnx_path, threads)
-        except Exception as exc:
-            row["contenders"]["stock ort fp32"] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            row["contenders"][label] = info
+            calls[label] = make_call(path)
+            print(f"# {method} {label}: {_label_seconds(info['seconds'])}", flush=True)
+        except Exception as exc:  # the stock exporters cannot take every model (AnyIR's complex FFT)
+            row["contenders"][label] = {"error": f"{type(exc).__name__}: {exc}"[:300]}
+            print(f"# {method} {label}: export failed: {str(exc)[:200]}", flush=True)
 
     if args.export_only:
         return row

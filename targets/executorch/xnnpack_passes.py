@@ -531,6 +531,19 @@ def _new_conv(ctx: _Context, conv: fx.Node, x: fx.Node, weight: torch.Tensor, bi
     return _call(ctx.gm.graph, aten.conv2d.default, x, w, b, stride, padding, dilation, groups)
 
 
+def _peel_constant(ctx: _Context, x: Any, kind: str, channels: int) -> tuple[Any, torch.Tensor | None]:
+    """For ``x = y (kind) k`` with a per-channel constant ``k`` and no other user of ``x``: ``(y, k)``;
+    else ``(x, None)``."""
+    if not isinstance(x, fx.Node) or _AFFINE.get(x.target) != kind or len(x.users) != 1 or x.kwargs:
+        return x, None
+    for i in (0, 1):
+        value = _constant(ctx, x.args[1 - i])
+        k = _per_channel(value, channels) if isinstance(x.args[i], fx.Node) and value is not None else None
+        if k is not None:
+            return x.args[i], k
+    return x, None
+
+
 def fold_into_convolutions(ctx: _Context) -> int:
     """Per-channel constant arithmetic next to a convolution -> the convolution's weights and bias.
 
@@ -588,23 +601,8 @@ def fold_into_convolutions(ctx: _Context) -> int:
             if parts is None or parts[0].shape[2:] != (1, 1) or (args[6] or 1) != 1 or any(args[4] or [0]):
                 continue
             weight, bias = parts
-            shift, scale, x = None, None, conv.args[0]
-            if isinstance(x, fx.Node) and _AFFINE.get(x.target) == "add" and len(x.users) == 1 and not x.kwargs:
-                for i in (0, 1):
-                    value = _constant(ctx, x.args[1 - i])
-                    if isinstance(x.args[i], fx.Node) and value is not None:
-                        shift = _per_channel(value, weight.shape[1])
-                        if shift is not None:
-                            x = x.args[i]
-                            break
-            if isinstance(x, fx.Node) and _AFFINE.get(x.target) == "mul" and len(x.users) == 1 and not x.kwargs:
-                for i in (0, 1):
-                    value = _constant(ctx, x.args[1 - i])
-                    if isinstance(x.args[i], fx.Node) and value is not None:
-                        scale = _per_channel(value, weight.shape[1])
-                        if scale is not None:
-                            x = x.args[i]
-                            break
+            x, shift = _peel_constant(ctx, conv.args[0], "add", weight.shape[1])
+            x, scale = _peel_constant(ctx, x, "mul", weight.shape[1])
             if shift is None and scale is None:
                 continue
             if shift is not None:
