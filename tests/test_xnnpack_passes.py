@@ -250,3 +250,51 @@ def test_a_wrong_pass_on_a_quantized_program_is_refused(monkeypatch) -> None:
     x = torch.rand(1, 8, 16, 16)
     with pytest.raises(ValueError, match="delegate pass 'shift' changed.*mean"):
         apply_delegate_passes(_quantized_scaled_residual(x), (x,))
+
+
+class LongResidual(nn.Module):
+    """Shallow features read by the first block's residual (float) and by a long residual after the body (int8)."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.head = nn.Conv2d(3, channels, 3, padding=1)
+        self.body = nn.Conv2d(channels, channels, 3, padding=1)
+        self.mid = nn.Conv2d(channels, channels, 3, padding=1)
+        self.tail = nn.Conv2d(channels, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shallow = self.head(x)
+        tokens = (self.body(shallow) + shallow).permute(0, 2, 3, 1)
+        deep = self.mid(tokens.permute(0, 3, 1, 2))
+        return self.tail(deep + shallow)
+
+
+def test_a_shared_dequantize_gets_one_copy_per_reader_and_the_int8_program_lowers(monkeypatch) -> None:
+    """XNNPACK's partitioner groups a quantized add with its inputs' dequantize ops; one shared with an
+    earlier float add made that group depend on itself (Hi-IR mobile int8 failed to lower)."""
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import to_edge_transform_and_lower
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+
+    from edgeir.quant.pt2e import xnnpack_quantizer
+    from edgeir.targets.executorch import xnnpack_passes
+    from edgeir.targets.executorch.inspection import delegation_summary
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 16, 16)
+    prepared = prepare_pt2e(torch.export.export(LongResidual().eval(), (x,)).module(), xnnpack_quantizer(False, ()))
+    prepared(x)
+    exported = torch.export.export(convert_pt2e(prepared), (x,), strict=False)
+
+    rewritten, records = apply_delegate_passes(exported, (x,))
+    assert {r["pass"]: r["rewrites"] for r in records}["shared_dequantize"] == 1
+    assert {r["pass"]: r["max_abs_error"] for r in records}["shared_dequantize"] == 0.0
+    lowered = to_edge_transform_and_lower(rewritten, partitioner=[XnnpackPartitioner()])
+    summary = delegation_summary(lowered.exported_program().graph_module)
+    assert summary["delegate_subgraphs"] == 1 and summary["non_delegated_nodes"] == 0, summary
+
+    monkeypatch.setattr(xnnpack_passes, "PASSES",
+                        tuple((name, fn) for name, fn in xnnpack_passes.PASSES if name != "shared_dequantize"))
+    unsplit, _ = apply_delegate_passes(exported, (x,))
+    with pytest.raises(AssertionError, match="dependency cycles"):  # what the pass prevents (executorch 1.4.1)
+        to_edge_transform_and_lower(unsplit, partitioner=[XnnpackPartitioner()])
