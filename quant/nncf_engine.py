@@ -54,6 +54,8 @@ def native_quantizers(model) -> int:
     from nncf.torch.quantization.layers import BaseQuantizer
 
     class NativeFakeQuantize(torch.nn.Module):
+        is_fake_quantize = True
+
         def __init__(self, q_min, q_max, scale, zero_point, axis) -> None:
             super().__init__()
             self.q_min, self.q_max, self.axis = int(q_min), int(q_max), axis
@@ -134,7 +136,9 @@ def quantize_layer_outputs(model, samples: Sequence[tuple], keep_float: tuple[st
     layer's output over the calibration ``samples`` (asymmetric uint8, the activation type ONNX
     Runtime's x86 integer kernels prefer). The quantizers are forward hooks, so module paths (which
     NNCF's own quantizers are keyed by) do not change; they are part of the fake-quant model the
-    artifact is verified against.
+    artifact is verified against. A layer whose output NNCF already quantizes (the input quantizer
+    of the next layer, on this one's output) gets none: a second quantizer would only requantize
+    the tensor, one more pass over it.
     """
     import torch
 
@@ -152,16 +156,32 @@ def quantize_layer_outputs(model, samples: Sequence[tuple], keep_float: tuple[st
             seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
         return hook
 
+    quantized_tensors: dict[int, torch.Tensor] = {}  # held for one forward, so no id is reused
+    already_quantized: set[str] = set()
+
+    def note_quantized(module, inputs, output):
+        quantized_tensors[id(output)] = output
+
+    def note_layer(name):
+        def hook(module, inputs, output):
+            if id(output) in quantized_tensors:
+                already_quantized.add(name)
+        return hook
+
+    quantizers = [m for m in model.modules() if getattr(m, "is_fake_quantize", False)]
     handles = [m.register_forward_hook(observe(name)) for name, m in layers]
+    handles += [m.register_forward_hook(note_quantized) for m in quantizers]
+    handles += [m.register_forward_hook(note_layer(name)) for name, m in layers]
     with torch.no_grad():
         for sample in samples:
             model(*sample)
+            quantized_tensors.clear()
     for handle in handles:
         handle.remove()
     count = 0
     for name, module in layers:
-        if name not in ranges:
-            continue  # not reached by this program
+        if name not in ranges or name in already_quantized:
+            continue  # not reached by this program, or NNCF quantizes its output
         low, high = min(ranges[name][0], 0.0), max(ranges[name][1], 0.0)
         scale = max(high - low, 1e-8) / 255.0
         zero_point = int(min(255, max(0, round(-low / scale))))
@@ -186,6 +206,7 @@ class NNCFEngine(QuantEngine):
                  qat_steps: int = 0, trainer: Trainer | None = None) -> QuantizedProgram:
         import nncf
         import torch
+        from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters, QuantizationParameters
 
         use_reference_kernels()
         example = program.example_inputs()
@@ -193,7 +214,13 @@ class NNCFEngine(QuantEngine):
         samples = [tuple(x[index:index + 1] for x in inputs) for inputs in calibration
                    for index in range(inputs[0].shape[0])]
         ignored = nncf.IgnoredScope(names=ignored_operations(module, example, hints.keep_float), validate=False)
-        kwargs: dict[str, Any] = {"subset_size": len(samples), "ignored_scope": ignored}
+        # Per-tensor activations everywhere: NNCF's CPU setup quantizes a depthwise convolution's input
+        # per channel, which no ONNX Runtime integer kernel takes (the layer before it then stayed a
+        # float Conv between QuantizeLinear / DequantizeLinear pairs: 12 of NAFNet mobile's 82).
+        per_tensor = AdvancedQuantizationParameters(activations_quantization_params=QuantizationParameters(
+            per_channel=False))
+        kwargs: dict[str, Any] = {"subset_size": len(samples), "ignored_scope": ignored,
+                                  "advanced_parameters": per_tensor}
         # A tuple item is passed to the model as its positional arguments.
         quantized = nncf.quantize(module, nncf.Dataset(samples, transform_func=tuple), **kwargs)
         details: dict[str, Any] = {"quantizer": f"nncf {nncf.__version__} (torch backend)",

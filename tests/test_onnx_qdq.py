@@ -101,3 +101,32 @@ def test_layer_output_quantizers_make_convolutions_fuse(tmp_path) -> None:
     fused = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     step = float(out.max() - out.min()) / 255
     assert np.abs(fused - out.numpy()).max() <= 2 * step + 1e-6  # integer kernels agree with the fake-quant model
+
+
+def test_a_layer_whose_output_nncf_quantizes_gets_no_second_quantizer() -> None:
+    """NNCF quantizes a layer's output when the next layer reads it; another quantizer there would only requantize."""
+    import torch
+
+    from edgeir.quant.nncf_engine import quantize_layer_outputs
+
+    class InputQuantizer(torch.nn.Module):  # what NNCF leaves on an op's output, after native_quantizers
+        is_fake_quantize = True
+
+        def forward(self, x):
+            return torch.fake_quantize_per_tensor_affine(x, 0.02, 128, 0, 255)
+
+    class QuantizedOutputConv(torch.nn.Conv2d):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            self.post_hook = InputQuantizer()
+
+        def forward(self, x):
+            return self.post_hook(super().forward(x))
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(QuantizedOutputConv(3, 8, 3, padding=1), torch.nn.Conv2d(8, 3, 3, padding=1)).eval()
+    samples = [(torch.rand(1, 3, 16, 16),) for _ in range(2)]
+    assert quantize_layer_outputs(net, samples) == 1  # the second layer only
+    with torch.no_grad():
+        first = net[0](samples[0][0])
+    np.testing.assert_allclose(first.numpy() / 0.02, np.round(first.numpy() / 0.02), atol=1e-4)  # NNCF's grid alone
