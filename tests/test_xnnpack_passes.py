@@ -298,3 +298,66 @@ def test_a_shared_dequantize_gets_one_copy_per_reader_and_the_int8_program_lower
     unsplit, _ = apply_delegate_passes(exported, (x,))
     with pytest.raises(AssertionError, match="dependency cycles"):  # what the pass prevents (executorch 1.4.1)
         to_edge_transform_and_lower(unsplit, partitioner=[XnnpackPartitioner()])
+
+
+class TokenBlock(nn.Module):
+    """A Swin-like layer on (B, H, W, C) tokens: LayerNorm -> window partition -> q/k/v; LayerNorm -> 1x1 conv."""
+
+    def __init__(self, dim: int = 8, window: int = 4) -> None:
+        super().__init__()
+        self.window = window
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.k, self.v = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim, bias=False)
+        self.ffn = nn.Conv2d(dim, dim, 1)
+        self.head = nn.Conv2d(3, dim, 3, padding=1)
+        self.tail = nn.Conv2d(dim, 3, 3, padding=1)
+        with torch.no_grad():
+            for norm in (self.norm1, self.norm2):
+                norm.weight.uniform_(0.5, 1.5)
+                norm.bias.uniform_(-0.5, 0.5)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = self.head(image).permute(0, 2, 3, 1)
+        b, h, w, c = x.shape
+        s = self.window
+        t = self.norm1(x).reshape(b, h // s, s, w // s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(-1, s * s, c)
+        attn = torch.softmax(self.q(t) @ self.k(t).transpose(1, 2), dim=-1) @ self.v(t)
+        x = x + attn.reshape(b, h // s, w // s, s, s, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
+        x = x + self.ffn(self.norm2(x).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+        return self.tail(x.permute(0, 3, 1, 2))
+
+
+def test_token_layernorm_affines_fold_into_the_layers_that_read_them(monkeypatch) -> None:
+    """Through the window partition into q/k/v, through the permute into a 1x1 conv: output equal, fewer copies."""
+    from edgeir.targets.executorch import xnnpack_passes
+    from edgeir.targets.executorch.inspection import layout_conversions
+
+    torch.manual_seed(0)
+    model = TokenBlock().eval()
+    x = torch.rand(1, 3, 8, 8)
+    exported = torch.export.export(model, (x,), strict=False)
+    rewritten, records = apply_delegate_passes(exported, (x,))
+    assert {r["pass"]: r["rewrites"] for r in records}["fold_token_affines"] == 2
+    with torch.no_grad():
+        np.testing.assert_allclose(rewritten.module()(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    assert not [n for n in rewritten.graph_signature.parameters if "norm" in n]  # the affines are gone
+
+    monkeypatch.setattr(xnnpack_passes, "PASSES",
+                        tuple((name, fn) for name, fn in xnnpack_passes.PASSES if name != "fold_token_affines"))
+    unfolded, _ = apply_delegate_passes(exported, (x,))
+    assert layout_conversions(unfolded)["to_channels_first"] > layout_conversions(rewritten)["to_channels_first"]
+
+
+def test_an_affine_read_by_anything_but_layers_is_kept() -> None:
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.norm, self.fc = nn.LayerNorm(8), nn.Linear(8, 8)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = self.norm(x)
+            return self.fc(y) + y
+
+    x = torch.rand(1, 4, 8)
+    _, records = apply_delegate_passes(torch.export.export(Residual().eval(), (x,), strict=False), (x,))
+    assert {r["pass"]: r["rewrites"] for r in records}["fold_token_affines"] == 0

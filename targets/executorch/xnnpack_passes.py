@@ -29,6 +29,9 @@ pass                        rewrite
 ``fold_into_convolutions``  per-channel constant ``*``, ``/``, ``+``, ``-`` after a convolution, and a
                             per-channel affine before a 1x1 one -> the convolution's weights and bias
                             (each such op would be computed channels-first between two transposes)
+``fold_token_affines``      a per-channel affine on the last dim (a token LayerNorm's weight and bias),
+                            read only by linear layers / 1x1 convolutions through reshapes and
+                            permutes -> those layers' weights and bias
 ``float_scalars``           integer scalars of float arithmetic (``x / 8``) -> float scalars
 ``constant_like``           ``ones_like`` / ``zeros_like`` / ``full_like`` of a static shape -> a constant
 ``shared_dequantize``       a dequantize op read by several operators (int8) -> one per reader (a
@@ -644,6 +647,126 @@ def fold_into_convolutions(ctx: _Context) -> int:
     return count
 
 
+_LAYOUT_ONLY = (aten.reshape.default, aten.view.default, aten.permute.default, aten.contiguous.default,
+                aten.clone.default)
+
+
+def _channel_readers(ctx: _Context, node: fx.Node, dim: int) -> list[fx.Node] | None:
+    """The linear layers and unpadded 1x1 convolutions that read ``node`` with its dim ``dim`` as their
+    input channels, through reshapes and permutes that keep that dim whole; None if anything else
+    reads it (or reads it as something other than the input)."""
+    shape = _shape(node)
+    if shape is None:
+        return None
+    rank, readers = len(shape), []
+    for user in node.users:
+        if user.op != "call_function" or user.args[0] is not node or node in user.args[1:] or user.kwargs:
+            return None
+        if user.target is aten.linear.default:
+            weight = _constant(ctx, user.args[1])
+            bias = _constant(ctx, user.args[2]) if len(user.args) > 2 and user.args[2] is not None else None
+            if dim != rank - 1 or weight is None or weight.dim() != 2 or (len(user.args) > 2 and user.args[2]
+                                                                          is not None and bias is None):
+                return None
+            readers.append(user)
+            continue
+        if user.target in _CONVOLUTION:
+            parts, args = _conv_parts(ctx, user), list(user.args) + [None] * (7 - len(user.args))
+            if dim != 1 or rank != 4 or parts is None or parts[0].shape[2:] != (1, 1) or (args[6] or 1) != 1 \
+                    or any(args[4] or [0]):
+                return None
+            readers.append(user)
+            continue
+        if user.target not in _LAYOUT_ONLY:
+            return None
+        if user.target is aten.permute.default:
+            below = [d % rank for d in user.args[1]].index(dim)
+        elif user.target in (aten.reshape.default, aten.view.default):
+            out = _shape(user)
+            if out is None or dim != rank - 1 or out[-1] != shape[-1]:
+                return None
+            below = len(out) - 1
+        else:
+            below = dim
+        found = _channel_readers(ctx, user, below)
+        if found is None:
+            return None
+        readers += found
+    return readers
+
+
+def fold_token_affines(ctx: _Context) -> int:
+    """A per-channel affine on the last dim -> the linear layers / 1x1 convolutions that read it.
+
+    ``(x * a + b)`` with ``a``, ``b`` constant along the last dim (a LayerNorm's weight and bias
+    on tokens), when everything that reads it, through reshapes and permutes that keep that dim
+    whole (window partitions, tokens back to NCHW), is a linear layer or an unpadded 1x1
+    convolution taking it as input channels (Hi-IR: each layer's first LayerNorm feeds the q/k/v
+    layers of its windows, the second its bottleneck's first convolution). The affine becomes
+    those layers' weights (``W * a``) and bias (``+ W b``): exact up to float rounding. XNNPACK
+    computes an element-wise op with a parameter operand channels-first, so each affine on a
+    channels-last tensor cost two transposes of it (Hi-IR mobile: 13 of its 41 layout copies).
+    Quantized programs are left alone, as for :func:`fold_into_convolutions`.
+    """
+    graph, count = ctx.gm.graph, 0
+    if _is_quantized(graph):
+        return 0
+    for node in list(graph.nodes):
+        if node.op != "call_function" or _AFFINE.get(node.target) not in ("add", "mul") or node.kwargs:
+            continue
+        shape = _shape(node)
+        if shape is None or len(shape) < 2:
+            continue  # (a mul read by the add of an affine is skipped: its reader is not a layer)
+        channels = shape[-1]
+        x, shift = node, None
+        if _AFFINE.get(node.target) == "add":
+            x, shift = _peel_last(ctx, node, "add", channels)
+        scale = None
+        if isinstance(x, fx.Node) and _AFFINE.get(x.target) == "mul" and (x is node or len(x.users) == 1):
+            x, scale = _peel_last(ctx, x, "mul", channels)
+        if (shift is None and scale is None) or not isinstance(x, fx.Node) or _shape(x) != shape:
+            continue
+        readers = _channel_readers(ctx, node, len(shape) - 1)
+        if not readers or len(set(readers)) != len(readers):
+            continue
+        a = scale if scale is not None else torch.ones(channels)
+        b = shift if shift is not None else torch.zeros(channels)
+        for reader in readers:
+            with graph.inserting_before(reader):
+                if reader.target is aten.linear.default:
+                    weight = _constant(ctx, reader.args[1])
+                    bias = _constant(ctx, reader.args[2]) if len(reader.args) > 2 and reader.args[2] is not None \
+                        else torch.zeros(weight.shape[0])
+                    key = ("folded", len(ctx.constants))
+                    w = ctx.constant((*key, "weight"), lambda v=weight * a: v.contiguous())
+                    c = ctx.constant((*key, "bias"), lambda v=bias + weight @ b: v.contiguous())
+                    new = _call(graph, aten.linear.default, reader.args[0], w, c)
+                else:
+                    weight, bias = _conv_parts(ctx, reader)
+                    new = _new_conv(ctx, reader, reader.args[0], weight * a.view(1, -1, 1, 1),
+                                    bias + weight.sum(dim=(2, 3)) @ b)
+            _replace(reader, new)
+        _replace(node, x)
+        count += 1
+    if count:
+        _drop_unused_attributes(ctx.gm)
+    return count
+
+
+def _peel_last(ctx: _Context, node: fx.Node, kind: str, channels: int) -> tuple[Any, torch.Tensor | None]:
+    """For ``node = y (kind) k`` with ``k`` constant along the last dim only: ``(y, k)``; else ``(node, None)``."""
+    if len(node.args) != 2:
+        return node, None
+    for i in (0, 1):
+        y, value = node.args[i], _constant(ctx, node.args[1 - i])
+        if not isinstance(y, fx.Node) or value is None or value.numel() not in (1, channels):
+            continue
+        if value.numel() == channels and channels > 1 and (value.dim() == 0 or value.shape[-1] != channels):
+            continue
+        return y, value.reshape(-1).expand(channels).to(torch.float32)
+    return node, None
+
+
 def _attribute(gm: fx.GraphModule, target: Any) -> Any:
     value: Any = gm
     for part in str(target).split("."):
@@ -694,6 +817,7 @@ PASSES: tuple[tuple[str, Callable[[_Context], int]], ...] = (
     ("reductions", reductions),
     ("powers", powers),
     ("fold_into_convolutions", fold_into_convolutions),
+    ("fold_token_affines", fold_token_affines),
     ("matmul_to_bmm", matmul_to_bmm),
     ("broadcast_expand", broadcast_expand),
     ("float_scalars", float_scalars),
