@@ -26,6 +26,7 @@ Prints Markdown tables; writes the rows to ``<output>/performance.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import statistics
 import sys
@@ -117,6 +118,55 @@ class _OrtCall:
         return self.session.run(None, dict(zip(self.names, inputs, strict=True)))
 
 
+class _OrtRunner:
+    """A bundle's ONNX programs, each an :class:`_OrtCall` (``run(program, inputs)`` like edgeir's runners)."""
+
+    def __init__(self, bundle, threads: int) -> None:
+        from edgeir.targets.onnx.runtime import program_file
+
+        self.calls = {p["name"]: _OrtCall(bundle.path / program_file(p["name"], len(bundle.programs)), threads)
+                      for p in bundle.programs}
+
+    def run(self, program: str, inputs):
+        return self.calls[program](list(inputs))
+
+
+def combined_delegation(summaries: list[dict]) -> dict:
+    """The delegation summaries of the programs a photo goes through, added up."""
+    if len(summaries) == 1:
+        return summaries[0]
+    ops: dict[str, int] = {}
+    for summary in summaries:
+        for op, count in summary["non_delegated_ops"].items():
+            ops[op] = ops.get(op, 0) + count
+    return {key: sum(s.get(key, 0) for s in summaries)
+            for key in ("delegate_subgraphs", "non_delegated_nodes", "delegated_nodes", "non_delegated_macs")} | \
+        {"non_delegated_ops": ops}
+
+
+def _run_staged(runner, program: dict, programs: list[dict], inputs: list[np.ndarray]):
+    from edgeir.evaluation.accuracy import run_on_photo
+
+    return run_on_photo(runner, program, programs, inputs[0])
+
+
+def staged_photo_program(bundle) -> dict | None:
+    """The program that restores a photo from the outputs of the bundle's other programs, if any."""
+    from edgeir.runtime.feeds import runs_on_photos
+
+    for program in bundle.programs:
+        if program["outputs"][0]["kind"] == "image" and runs_on_photos(program, bundle.programs):
+            return program
+    return None
+
+
+def source_programs(program: dict) -> list[str]:
+    """The programs whose outputs ``program`` takes as inputs (``source: program:<name>``)."""
+    from edgeir.runtime.feeds import source_program
+
+    return [name for spec in program["inputs"] if (name := source_program(spec))]
+
+
 class _EtCall:
     def __init__(self, path: Path) -> None:
         from executorch.runtime import Runtime
@@ -185,21 +235,23 @@ def bench_method(method: str, args, out: Path, threads: int) -> dict:
         entry = {"stage_seconds": bundle.manifest.get("stage_seconds", {}), "fresh_export": fresh,
                  "export_seconds": details.get("export_seconds", {})}
         name = program.name
-        if name not in [p["name"] for p in bundle.programs]:
-            # DiffIR's int8 bundles hold only the staged pair (prior, restore), not the photo program.
-            row["contenders"][label] = {"error": f"the bundle has no '{name}' program"}
-            continue
-        delegation = (details.get("delegation") or {}).get(name)
-        if delegation:
-            entry["delegation"] = delegation
-        if target == "onnx":
-            from edgeir.targets.onnx.runtime import program_file
-
-            calls[label] = _OrtCall(bundle.path / program_file(name, len(bundle.programs)), threads)
+        runner = _OrtRunner(bundle, threads) if target == "onnx" else require(targets().get(target).runtime(bundle))
+        if name in [p["name"] for p in bundle.programs]:
+            calls[label] = functools.partial(runner.run, name)
+            timed = [name]
         else:
-            runner = require(targets().get(target).runtime(bundle))
-            calls[label] = (lambda r, n: lambda x: r.run(n, x))(runner, name)
-        entry["inputs"] = [list(x.shape) for x in inputs_of(bundle.program(name))]
+            # DiffIR's int8 bundles hold only the staged pair (prior, restore): a photo goes through both.
+            staged = staged_photo_program(bundle)
+            if staged is None:
+                row["contenders"][label] = {"error": f"the bundle has no '{name}' program and no staged one"}
+                continue
+            calls[label] = functools.partial(_run_staged, runner, staged, bundle.programs)
+            timed = [*source_programs(staged), staged["name"]]
+        entry["programs"] = timed
+        delegation = [d for n, d in (details.get("delegation") or {}).items() if n in timed]
+        if delegation:
+            entry["delegation"] = combined_delegation(delegation)
+        entry["inputs"] = [list(x.shape) for x in inputs_of(bundle.program(timed[-1]))]
         row["contenders"][label] = entry
         print(f"# {method} {label}: {_label_seconds(entry['stage_seconds'])}", flush=True)
     stock_dir = mdir / "stock"
