@@ -130,3 +130,24 @@ def test_a_layer_whose_output_nncf_quantizes_gets_no_second_quantizer() -> None:
     with torch.no_grad():
         first = net[0](samples[0][0])
     np.testing.assert_allclose(first.numpy() / 0.02, np.round(first.numpy() / 0.02), atol=1e-4)  # NNCF's grid alone
+
+
+def test_large_depthwise_convolutions_stay_float() -> None:
+    """ONNX Runtime's integer depthwise kernel loses to its float one above 3x3; dense and 3x3 ones are quantized."""
+    import torch
+
+    from edgeir.quant.nncf_engine import ignored_operations
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.dense = torch.nn.Conv2d(3, 8, 1)
+            self.large = torch.nn.Conv2d(8, 8, 7, padding=3, groups=8)
+            self.small = torch.nn.Conv2d(8, 8, 3, padding=1, groups=8)
+            self.out = torch.nn.Conv2d(8, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.out(self.small(self.large(self.dense(x))))
+
+    ignored = ignored_operations(Net().eval(), (torch.rand(1, 3, 16, 16),), ())
+    assert [name for name in ignored if "conv2d" in name] == ["large/conv2d/0"], ignored
