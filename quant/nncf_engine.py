@@ -175,15 +175,17 @@ def quantize_layer_outputs(model, samples: Sequence[tuple], keep_float: tuple[st
             seen[0], seen[1] = min(seen[0], low), max(seen[1], high)
         return hook
 
-    quantized_tensors: dict[int, torch.Tensor] = {}  # held for one forward, so no id is reused
+    # A quantizer NNCF put on a layer's output runs last inside the layer's forward: the layer then
+    # returns the very tensor the latest quantizer returned.
+    latest: list[torch.Tensor | None] = [None]
     already_quantized: set[str] = set()
 
     def note_quantized(module, inputs, output):
-        quantized_tensors[id(output)] = output
+        latest[0] = output
 
     def note_layer(name):
         def hook(module, inputs, output):
-            if id(output) in quantized_tensors:
+            if output is latest[0]:
                 already_quantized.add(name)
         return hook
 
@@ -194,7 +196,7 @@ def quantize_layer_outputs(model, samples: Sequence[tuple], keep_float: tuple[st
     with torch.no_grad():
         for sample in samples:
             model(*sample)
-            quantized_tensors.clear()
+            latest[0] = None
     for handle in handles:
         handle.remove()
     count = 0
