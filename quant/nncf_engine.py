@@ -102,10 +102,10 @@ DEPTHWISE_INT8_MAX_TAPS = 9
 def large_depthwise(weight) -> bool:
     """Whether ``weight`` is a depthwise convolution's with a kernel larger than 3x3.
 
-    ONNX Runtime's integer depthwise kernel is slower than its float one there: a 7x7 depthwise
-    convolution over 32 channels at 256x256 took 1.8x the float time as ``QLinearConv`` (3x3: the
-    same), and AnyIR ``mobile`` (22 such layers) ran int8 at 1.00x fp32 with them quantized, 0.90x
-    with them float (one interleaved run). Left float, they cost accuracy nothing.
+    ONNX Runtime's integer depthwise kernel is slower than its float one there: over 32 channels at
+    256x256, ``QLinearConv`` with its converts took 1.2x the float time at 5x5 and 1.9x at 7x7 (3x3:
+    1.0-1.2x; ``bench/ort_depthwise_int8.py``), and AnyIR ``mobile`` (22 7x7 layers) ran int8 at 1.00x
+    fp32 with them quantized, 0.90x with them float (one interleaved run). Float costs no accuracy.
     """
     return weight is not None and weight.dim() == 4 and weight.shape[1] == 1 and weight.shape[0] > 1 and \
         weight.shape[2] * weight.shape[3] > DEPTHWISE_INT8_MAX_TAPS

@@ -651,6 +651,16 @@ _LAYOUT_ONLY = (aten.reshape.default, aten.view.default, aten.permute.default, a
                 aten.clone.default)
 
 
+def _linear_parts(ctx: _Context, linear: fx.Node) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A linear layer's constant weight and bias (zeros without one), or None if either is not constant."""
+    weight = _constant(ctx, linear.args[1])
+    if weight is None or weight.dim() != 2:
+        return None
+    has_bias = len(linear.args) > 2 and linear.args[2] is not None
+    bias = _constant(ctx, linear.args[2]) if has_bias else torch.zeros(weight.shape[0])
+    return (weight, bias) if bias is not None else None
+
+
 def _channel_readers(ctx: _Context, node: fx.Node, dim: int) -> list[fx.Node] | None:
     """The linear layers and unpadded 1x1 convolutions that read ``node`` with its dim ``dim`` as their
     input channels, through reshapes and permutes that keep that dim whole; None if anything else
@@ -663,10 +673,7 @@ def _channel_readers(ctx: _Context, node: fx.Node, dim: int) -> list[fx.Node] | 
         if user.op != "call_function" or user.args[0] is not node or node in user.args[1:] or user.kwargs:
             return None
         if user.target is aten.linear.default:
-            weight = _constant(ctx, user.args[1])
-            bias = _constant(ctx, user.args[2]) if len(user.args) > 2 and user.args[2] is not None else None
-            if dim != rank - 1 or weight is None or weight.dim() != 2 or (len(user.args) > 2 and user.args[2]
-                                                                          is not None and bias is None):
+            if dim != rank - 1 or _linear_parts(ctx, user) is None:
                 return None
             readers.append(user)
             continue
@@ -734,9 +741,7 @@ def fold_token_affines(ctx: _Context) -> int:
         for reader in readers:
             with graph.inserting_before(reader):
                 if reader.target is aten.linear.default:
-                    weight = _constant(ctx, reader.args[1])
-                    bias = _constant(ctx, reader.args[2]) if len(reader.args) > 2 and reader.args[2] is not None \
-                        else torch.zeros(weight.shape[0])
+                    weight, bias = _linear_parts(ctx, reader)
                     key = ("folded", len(ctx.constants))
                     w = ctx.constant((*key, "weight"), lambda v=weight * a: v.contiguous())
                     c = ctx.constant((*key, "bias"), lambda v=bias + weight @ b: v.contiguous())
