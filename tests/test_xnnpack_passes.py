@@ -269,35 +269,40 @@ class LongResidual(nn.Module):
         return self.tail(deep + shallow)
 
 
-def test_a_shared_dequantize_gets_one_copy_per_reader_and_the_int8_program_lowers(monkeypatch) -> None:
+def test_an_int8_program_whose_dequantize_is_shared_lowers_to_one_delegate(tmp_path) -> None:
     """XNNPACK's partitioner groups a quantized add with its inputs' dequantize ops; one shared with an
-    earlier float add made that group depend on itself (Hi-IR mobile int8 failed to lower)."""
+    earlier float add made that group depend on itself (Hi-IR mobile int8 failed to lower). The target
+    gives every reader its own dequantize before partitioning."""
     from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
     from executorch.exir import to_edge_transform_and_lower
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
     from edgeir.quant.pt2e import xnnpack_quantizer
-    from edgeir.targets.executorch import xnnpack_passes
-    from edgeir.targets.executorch.inspection import delegation_summary
+    from edgeir.quantization.stage import frozen
+    from edgeir.recipe import ExportRecipe, Program, TensorSpec, TileSpec
+    from edgeir.target import ExportOptions
+    from edgeir.targets.executorch import PTE, TARGET
+    from edgeir.targets.executorch.runtime import ExecuTorchRunner
 
     torch.manual_seed(0)
     x = torch.rand(1, 3, 16, 16)
     prepared = prepare_pt2e(torch.export.export(LongResidual().eval(), (x,)).module(), xnnpack_quantizer(False, ()))
     prepared(x)
-    exported = torch.export.export(convert_pt2e(prepared), (x,), strict=False)
+    converted = frozen(convert_pt2e(prepared))  # as the int8 engine hands it to the target
+    exported = torch.export.export(converted, (x,), strict=False)
+    with pytest.raises(AssertionError, match="dependency cycles"):  # the stock lowering (executorch 1.4.1)
+        to_edge_transform_and_lower(exported, partitioner=[XnnpackPartitioner()])
 
-    rewritten, records = apply_delegate_passes(exported, (x,))
-    assert {r["pass"]: r["rewrites"] for r in records}["shared_dequantize"] == 1
-    assert {r["pass"]: r["max_abs_error"] for r in records}["shared_dequantize"] == 0.0
-    lowered = to_edge_transform_and_lower(rewritten, partitioner=[XnnpackPartitioner()])
-    summary = delegation_summary(lowered.exported_program().graph_module)
+    program = Program(name="forward", module=converted, inputs=(TensorSpec("image", tuple(x.shape)),),
+                      outputs=(TensorSpec("restored", tuple(x.shape)),))
+    recipe = ExportRecipe(programs=(program,), tile=TileSpec(size=(16, 16), overlap=4))
+    result = TARGET.export(recipe, ExportOptions(backend="xnnpack", quant="int8"), tmp_path)
+    summary = result.delegation["forward"]
     assert summary["delegate_subgraphs"] == 1 and summary["non_delegated_nodes"] == 0, summary
-
-    monkeypatch.setattr(xnnpack_passes, "PASSES",
-                        tuple((name, fn) for name, fn in xnnpack_passes.PASSES if name != "shared_dequantize"))
-    unsplit, _ = apply_delegate_passes(exported, (x,))
-    with pytest.raises(AssertionError, match="dependency cycles"):  # what the pass prevents (executorch 1.4.1)
-        to_edge_transform_and_lower(unsplit, partitioner=[XnnpackPartitioner()])
+    out = ExecuTorchRunner(tmp_path / PTE).run("forward", [x.numpy()])[0]
+    with torch.no_grad():
+        expected = converted(x).numpy()
+    assert np.abs(out - expected).max() <= 0.05 * np.abs(expected).max()  # int8 kernels vs the fake-quant graph
 
 
 class TokenBlock(nn.Module):

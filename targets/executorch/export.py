@@ -98,10 +98,13 @@ class ExecuTorchTarget(Target):
             for program in recipe.programs
         }
         seconds["torch_export"] = time.perf_counter() - start
-        partitioners = []
+        partitioners, transform_passes = [], []
         details: dict[str, Any] = {"methods": list(exported)}
         if options.backend == "xnnpack":
             from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+            from executorch.exir.backend.canonical_partitioners.duplicate_dequant_node_pass import (
+                DuplicateDequantNodePass,
+            )
 
             from edgeir.targets.executorch.xnnpack_passes import apply_delegate_passes
 
@@ -113,6 +116,10 @@ class ExecuTorchTarget(Target):
                 details["delegate_passes"][program.name] = records
             seconds["delegate_passes"] = time.perf_counter() - start
             partitioners = [XnnpackPartitioner()]
+            # ExecuTorch's own pass: a dequantize read by several ops gets one copy per reader. The partitioner
+            # groups a quantized op with its inputs' dequantize ops, and one shared with an earlier float op
+            # made that group depend on itself (Hi-IR int8: "Invalid partition, found dependency cycles").
+            transform_passes = [DuplicateDequantNodePass()]
         elif options.backend == "coreml":
             partitioners = [coreml_partitioner(options.quant)]
             details["coreml"] = {"minimum_deployment_target": "iOS17",
@@ -121,7 +128,7 @@ class ExecuTorchTarget(Target):
 
         start = time.perf_counter()
         with converter_progress():  # the Core ML delegate converts with coremltools
-            edge = to_edge_transform_and_lower(exported, partitioner=partitioners)
+            edge = to_edge_transform_and_lower(exported, transform_passes=transform_passes, partitioner=partitioners)
         seconds["to_edge_transform_and_lower"] = time.perf_counter() - start
         delegation = {name: delegation_summary(edge.exported_program(name).graph_module) for name in exported}
         start = time.perf_counter()

@@ -34,8 +34,6 @@ pass                        rewrite
                             permutes -> those layers' weights and bias
 ``float_scalars``           integer scalars of float arithmetic (``x / 8``) -> float scalars
 ``constant_like``           ``ones_like`` / ``zeros_like`` / ``full_like`` of a static shape -> a constant
-``shared_dequantize``       a dequantize op read by several operators (int8) -> one per reader (a
-                            shared one can make XNNPACK's partitioner form a group that depends on itself)
 ==========================  ==============================================================
 
 Each pass is applied to the program as exported, then the program's output on its example
@@ -488,29 +486,6 @@ def _is_quantized(graph: fx.Graph) -> bool:
     return any(node.op == "call_function" and "quantize_per" in str(node.target) for node in graph.nodes)
 
 
-def shared_dequantize(ctx: _Context) -> int:
-    """A dequantize op read by several operators -> one copy per reader (int8 programs).
-
-    XNNPACK's partitioner takes a quantized operator together with the dequantize ops of its
-    inputs. A dequantize shared by a quantized operator late in the graph and a float one early
-    in it (Hi-IR: the shallow features, read by the first stage and by the long residual after
-    the last) then joins a group that depends on itself through the float path, and lowering
-    fails ("Invalid partition, found dependency cycles"). One dequantize per reader is the same
-    function, and it is how PT2E's convert leaves dequantize ops before quantized readers.
-    """
-    graph, count = ctx.gm.graph, 0
-    for node in list(graph.nodes):
-        if node.op != "call_function" or "dequantize_per" not in str(node.target) or len(node.users) < 2:
-            continue
-        for user in list(node.users)[1:]:
-            with graph.inserting_before(user):
-                copy = graph.call_function(node.target, node.args, node.kwargs)
-            copy.meta = dict(node.meta)
-            user.replace_input_with(node, copy)
-            count += 1
-    return count
-
-
 def _constant(ctx: _Context, value: Any) -> torch.Tensor | None:
     """The value of a constant operand: a number, a module attribute, or a reshape/view of one."""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -826,7 +801,6 @@ PASSES: tuple[tuple[str, Callable[[_Context], int]], ...] = (
     ("matmul_to_bmm", matmul_to_bmm),
     ("broadcast_expand", broadcast_expand),
     ("float_scalars", float_scalars),
-    ("shared_dequantize", shared_dequantize),
 )
 
 
