@@ -9,6 +9,7 @@ which a plain export would contain, do not load in ONNX Runtime (see NOTES.md).
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,33 @@ def use_reference_kernels() -> None:
         # The eager functions, not NNCF's torch.compile wrappers of them (compiling needs a C++ toolchain too).
         QuantizedFunctionsCPU._loaded_namespace = SimpleNamespace(Quantize_forward=torch_executor.forward,
                                                                   Quantize_backward=torch_executor.backward)
+
+
+def release_freed_memory(*inputs):
+    """Return the heap pages freed since the last call to the OS; returns ``inputs`` unchanged.
+
+    Called before each calibration forward. NNCF keeps a few hundred small statistic tensors per
+    forward, and glibc's allocator places them above the forward's large, already freed
+    activations, so the heap can never shrink from the top: resident memory grew by about one
+    forward's activations per calibration sample (FlexIR ``mobile``, 32 crops: 5.5 GB at 64x64,
+    killed at 24 GB at 128x128; ``malloc_trim`` keeps it at one forward). A no-op off glibc.
+    """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+    return inputs
+
+
+@functools.cache
+def _glibc():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc if hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None
 
 
 def native_quantizers(model) -> int:
@@ -243,7 +271,8 @@ class NNCFEngine(QuantEngine):
         kwargs: dict[str, Any] = {"subset_size": len(samples), "ignored_scope": ignored,
                                   "advanced_parameters": per_tensor}
         # A tuple item is passed to the model as its positional arguments.
-        quantized = nncf.quantize(module, nncf.Dataset(samples, transform_func=tuple), **kwargs)
+        dataset = nncf.Dataset(samples, transform_func=lambda sample: release_freed_memory(*sample))
+        quantized = nncf.quantize(module, dataset, **kwargs)
         details: dict[str, Any] = {"quantizer": f"nncf {nncf.__version__} (torch backend)",
                                    "operators": ["convolution", "linear"],
                                    "weights": "int8 per-channel symmetric", "activations": "int8 per-tensor",

@@ -151,3 +151,19 @@ def test_large_depthwise_convolutions_stay_float() -> None:
 
     ignored = ignored_operations(Net().eval(), (torch.rand(1, 3, 16, 16),), ())
     assert [name for name in ignored if "conv2d" in name] == ["large/conv2d/0"], ignored
+
+
+def test_calibration_hands_the_sample_through_and_finds_malloc_trim() -> None:
+    """Each calibration forward first returns freed heap pages (glibc ``malloc_trim``): NNCF's small
+    statistic tensors otherwise pin the heap above each forward's freed activations, and FlexIR's
+    128x128 ONNX int8 export ran out of 24 GB (``bench/calibration_memory.py``)."""
+    import platform
+
+    import torch
+
+    from edgeir.quant.nncf_engine import _glibc, release_freed_memory
+
+    sample = (torch.rand(1, 3, 8, 8), torch.rand(1, 1))
+    assert release_freed_memory(*sample) == sample
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert _glibc() is not None
