@@ -332,27 +332,36 @@ class TokenBlock(nn.Module):
         return self.tail(x.permute(0, 3, 1, 2))
 
 
-def test_token_layernorm_affines_fold_into_the_layers_that_read_them(monkeypatch) -> None:
-    """Through the window partition into q/k/v, through the permute into a 1x1 conv: output equal, fewer copies."""
-    from edgeir.targets.executorch import xnnpack_passes
-    from edgeir.targets.executorch.inspection import layout_conversions
-
+def _rewritten_token_block():
+    """TokenBlock exported and through every pass, its output checked equal: (input, exported, rewritten, rewrites)."""
     torch.manual_seed(0)
     model = TokenBlock().eval()
     x = torch.rand(1, 3, 8, 8)
     exported = torch.export.export(model, (x,), strict=False)
     rewritten, records = apply_delegate_passes(exported, (x,))
-    assert {r["pass"]: r["rewrites"] for r in records}["fold_token_affines"] == 2
     with torch.no_grad():
         np.testing.assert_allclose(rewritten.module()(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    return x, exported, rewritten, {r["pass"]: r["rewrites"] for r in records}
+
+
+def _passes_without(monkeypatch, *names: str) -> None:
+    from edgeir.targets.executorch import xnnpack_passes
+
+    monkeypatch.setattr(xnnpack_passes, "PASSES", tuple(p for p in PASSES if p[0] not in names))
+
+
+def test_token_layernorm_affines_fold_into_the_layers_that_read_them(monkeypatch) -> None:
+    """Through the window partition into q/k/v, through the permute into a 1x1 conv: output equal, fewer copies."""
+    from edgeir.targets.executorch.inspection import layout_conversions
+
+    x, exported, rewritten, rewrites = _rewritten_token_block()
+    assert rewrites["fold_token_affines"] == 2
     assert not [n for n in rewritten.graph_signature.parameters if "norm" in n]  # the affines are gone
 
     # Where the tokens carry the channels-last tag (without token_permutes), each affine also cost copies.
-    passes = xnnpack_passes.PASSES
-    monkeypatch.setattr(xnnpack_passes, "PASSES", tuple(p for p in passes if p[0] != "token_permutes"))
+    _passes_without(monkeypatch, "token_permutes")
     tagged, _ = apply_delegate_passes(exported, (x,))
-    monkeypatch.setattr(xnnpack_passes, "PASSES",
-                        tuple(p for p in passes if p[0] not in ("token_permutes", "fold_token_affines")))
+    _passes_without(monkeypatch, "token_permutes", "fold_token_affines")
     unfolded, _ = apply_delegate_passes(exported, (x,))
     assert layout_conversions(unfolded)["to_channels_first"] > layout_conversions(tagged)["to_channels_first"]
 
@@ -360,20 +369,12 @@ def test_token_layernorm_affines_fold_into_the_layers_that_read_them(monkeypatch
 def test_tokens_permuted_out_of_an_image_stay_in_plain_layout(monkeypatch) -> None:
     """The image -> (B, H, W, C) permutes become 3-D transposes: output equal, and the channels-last tag of
     the convolution before them no longer spreads into the tokens (each op there then copied back)."""
-    from edgeir.targets.executorch import xnnpack_passes
     from edgeir.targets.executorch.inspection import layout_conversions
 
-    torch.manual_seed(0)
-    model = TokenBlock().eval()
-    x = torch.rand(1, 3, 8, 8)
-    exported = torch.export.export(model, (x,), strict=False)
-    rewritten, records = apply_delegate_passes(exported, (x,))
-    assert {r["pass"]: r["rewrites"] for r in records}["token_permutes"] == 2
-    with torch.no_grad():
-        np.testing.assert_allclose(rewritten.module()(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-5)
+    x, exported, rewritten, rewrites = _rewritten_token_block()
+    assert rewrites["token_permutes"] == 2
 
-    monkeypatch.setattr(xnnpack_passes, "PASSES",
-                        tuple((name, fn) for name, fn in xnnpack_passes.PASSES if name != "token_permutes"))
+    _passes_without(monkeypatch, "token_permutes")
     tagged, _ = apply_delegate_passes(exported, (x,))
     copies = layout_conversions(rewritten)
     assert copies["to_channels_first"] + copies["to_channels_last"] < \
