@@ -28,8 +28,12 @@ log = logging.getLogger(__name__)
 #: aten operators whose patterns are quantized (with their fused activations, as the quantizers annotate them).
 QUANTIZED_OPS = ("conv2d", "linear")
 
-#: ``build(qat, keep_float) -> Quantizer``: a backend's PT2E quantizer, configured for QAT or PTQ.
-QuantizerBuilder = Callable[[bool, tuple[str, ...]], Any]
+#: ``build(qat, keep_float, float_node) -> Quantizer``: a backend's PT2E quantizer, configured for QAT or
+#: PTQ, leaving in float the modules ``keep_float`` names and the nodes ``float_node`` (if given) accepts.
+QuantizerBuilder = Callable[[bool, tuple[str, ...], "Callable[[Any], bool] | None"], Any]
+#: ``rewrite(exported, example_inputs) -> (graph_module, records)``: a target's output-equal graph
+#: rewrites of the float program, applied before the quantizer annotates it (PTQ).
+GraphRewrite = Callable[[Any, Sequence[Any]], tuple[Any, list[dict[str, Any]]]]
 
 
 def in_kept_module(path: str, keep_float: tuple[str, ...]) -> bool:
@@ -42,10 +46,13 @@ def in_kept_module(path: str, keep_float: tuple[str, ...]) -> bool:
     return any(f".{name}." in wrapped for name in keep_float)
 
 
-def keep_float_filter(keep_float: tuple[str, ...]):
-    """Node filter: False for nodes inside a module named in ``keep_float`` (or below it)."""
+def keep_float_filter(keep_float: tuple[str, ...], float_node: Callable[[Any], bool] | None = None):
+    """Node filter: False for nodes inside a module named in ``keep_float`` (or below it), and for
+    those ``float_node`` accepts."""
 
     def quantize_node(node) -> bool:
+        if float_node is not None and float_node(node):
+            return False
         stack = node.meta.get("nn_module_stack") or {}
         for value in stack.values():
             if in_kept_module(str(value[0]).replace("L['self'].", ""), keep_float):
@@ -55,7 +62,7 @@ def keep_float_filter(keep_float: tuple[str, ...]):
     return quantize_node
 
 
-def xnnpack_quantizer(qat: bool, keep_float: tuple[str, ...]):
+def xnnpack_quantizer(qat: bool, keep_float: tuple[str, ...], float_node: Callable[[Any], bool] | None = None):
     """``XNNPACKQuantizer`` for convolutions and linear layers: int8 per-channel symmetric weights,
     int8 per-tensor affine activations."""
     import torch
@@ -72,8 +79,8 @@ def xnnpack_quantizer(qat: bool, keep_float: tuple[str, ...]):
     quantizer = XNNPACKQuantizer()
     for op in QUANTIZED_OPS:
         quantizer.set_operator_type(getattr(torch.ops.aten, op).default, config)
-    if keep_float:
-        quantizer.set_filter_function(keep_float_filter(keep_float))
+    if keep_float or float_node is not None:
+        quantizer.set_filter_function(keep_float_filter(keep_float, float_node))
     return quantizer
 
 
@@ -119,7 +126,7 @@ def weighted_annotators(graph_module) -> list[str]:
             if (has_bn or "_bn" not in name) and (has_act or not name.endswith("_act"))]
 
 
-def coreml_quantizer(qat: bool, keep_float: tuple[str, ...]):
+def coreml_quantizer(qat: bool, keep_float: tuple[str, ...], float_node: Callable[[Any], bool] | None = None):
     """``CoreMLQuantizer`` (ExecuTorch's Core ML backend) for convolutions and linear layers.
 
     Only its weighted-layer patterns run (conv / linear, with a following batch norm or
@@ -141,7 +148,7 @@ def coreml_quantizer(qat: bool, keep_float: tuple[str, ...]):
             config = AnnotationConfig.from_quantization_config(self._config.global_config)
             annotators = _AnnotationPatternRegistry.get_annotators()
             for name in weighted_annotators(model):
-                annotators[name](model, config, keep_float_filter(keep_float))
+                annotators[name](model, config, keep_float_filter(keep_float, float_node))
             return model
 
     return WeightedCoreMLQuantizer(LinearQuantizerConfig.from_dict({"global_config": COREML_CONFIG}))
@@ -156,16 +163,34 @@ class PT2EEngine(QuantEngine):
             imports its SDK when called, so the engine itself is cheap to import.
         details: What the quantizer quantizes, recorded per program in the manifest.
         requires: Import names the engine needs (its availability).
+        rewrite: The target's output-equal rewrites of the float program, applied before the
+            quantizer annotates it (PTQ; see :meth:`with_rewrite`).
+        float_node: Nodes of the rewritten graph to leave in float (layers a rewrite made out of
+            arithmetic).
     """
 
     schemes = ("int8",)
 
     def __init__(self, name: str, build_quantizer: QuantizerBuilder, details: Mapping[str, Any],
-                 requires: tuple[str, ...]) -> None:
+                 requires: tuple[str, ...], rewrite: GraphRewrite | None = None,
+                 float_node: Callable[[Any], bool] | None = None) -> None:
         self.name = name
         self._build_quantizer = build_quantizer
         self._details = dict(details)
         self._requires = requires
+        self._rewrite = rewrite
+        self._float_node = float_node
+
+    def with_rewrite(self, rewrite: GraphRewrite, float_node: Callable[[Any], bool] | None = None) -> PT2EEngine:
+        """This engine, quantizing the float program as ``rewrite`` leaves it (PTQ).
+
+        A target whose lowering rewrites the graph (the ExecuTorch target's XNNPACK passes) hands
+        its rewrites here: rewrites exact in float are not exact around quantize ops, so after
+        quantization they cannot run, and what they would have removed stays in the artifact. QAT
+        trains the graph as captured (with a dynamic batch, and trainable weights a fold would
+        turn into constants), so it quantizes the unrewritten graph.
+        """
+        return PT2EEngine(self.name, self._build_quantizer, self._details, self._requires, rewrite, float_node)
 
     def availability(self) -> tuple[bool, str]:
         missing = [name for name in self._requires if importlib.util.find_spec(name) is None]
@@ -197,7 +222,7 @@ class PT2EEngine(QuantEngine):
             doubled = tuple(torch.cat([x, x]) for x in example)
             captured = torch.export.export(module, doubled, strict=False,
                                            dynamic_shapes=tuple({0: batch} for _ in example))
-            prepared = prepare_qat_pt2e(captured.module(), self._build_quantizer(True, hints.keep_float))
+            prepared = prepare_qat_pt2e(captured.module(), self._build_quantizer(True, hints.keep_float, None))
             for parameter in prepared.parameters():
                 parameter.requires_grad_(parameter.is_floating_point())
             # Observers start from the calibration crops, not from the first training batch alone.
@@ -208,7 +233,11 @@ class PT2EEngine(QuantEngine):
             move_exported_model_to_eval(prepared)
         else:
             captured = torch.export.export(module, example, strict=False)
-            prepared = prepare_pt2e(captured.module(), self._build_quantizer(False, hints.keep_float))
+            graph_module = captured.module()
+            if self._rewrite is not None:
+                graph_module, records = self._rewrite(captured, example)
+                details["rewritten_before_quantization"] = {r["pass"]: r["rewrites"] for r in records if r["rewrites"]}
+            prepared = prepare_pt2e(graph_module, self._build_quantizer(False, hints.keep_float, self._float_node))
             with torch.no_grad():
                 for inputs in calibration:
                     for index in range(inputs[0].shape[0]):

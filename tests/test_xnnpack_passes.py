@@ -394,3 +394,75 @@ def test_an_affine_read_by_anything_but_layers_is_kept() -> None:
     x = torch.rand(1, 4, 8)
     _, records = apply_delegate_passes(torch.export.export(Residual().eval(), (x,), strict=False), (x,))
     assert {r["pass"]: r["rewrites"] for r in records}["fold_token_affines"] == 0
+
+
+class KeptScaledResidual(nn.Module):
+    """Two NAFNet-like blocks, the second one named for the quantizer to keep in float."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first = ScaledResidual()
+        self.kept = ScaledResidual()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.kept(self.first(x))
+
+
+def test_the_xnnpack_int8_engine_quantizes_the_folded_graph() -> None:
+    """The folds run on the float program before the quantizer annotates it: the int8 program has no
+    channels-first copy left (without them: one per residual scale and eps), the kept module stays
+    float through the rewrite, and the means the passes made into 1x1 convolutions are not quantized."""
+    from edgeir.quant.pt2e import XNNPACK_ENGINE
+    from edgeir.recipe import Program, QuantHints, TensorSpec
+    from edgeir.target import ExportOptions
+    from edgeir.targets.executorch import TARGET
+    from edgeir.targets.executorch.inspection import layout_conversions
+
+    torch.manual_seed(0)
+    x = torch.rand(1, 8, 16, 16)
+    program = Program(name="forward", module=KeptScaledResidual().eval(), inputs=(TensorSpec("image", tuple(x.shape)),),
+                      outputs=(TensorSpec("restored", tuple(x.shape)),))
+    hints = QuantHints(keep_float=("kept",))
+    calibration = [(torch.rand(2, 8, 16, 16),)]
+
+    def int8_layout(engine):
+        quantized = engine.quantize(program, "int8", calibration, hints)
+        exported = torch.export.export(quantized.export_module, (x,), strict=False)
+        lowered, _ = apply_delegate_passes(exported, (x,))
+        return quantized.details, layout_conversions(lowered)
+
+    details, conversions = int8_layout(TARGET.quant_engine(ExportOptions(backend="xnnpack", quant="int8")))
+    assert details["rewritten_before_quantization"]["fold_into_convolutions"] == 6  # beta, affine and eps, twice
+    # first.expand and first.mix in int8; kept's two layers and the four channel means float.
+    assert details["quantized_layers"] == {"int8": 2, "float": 6}
+    assert details["fakequant_vs_float_psnr_db"] > 35
+    assert conversions["channels_first_for"] == {"output": 1}
+
+    _, unfolded = int8_layout(XNNPACK_ENGINE)
+    assert unfolded["to_channels_first"] > conversions["to_channels_first"]
+
+
+class VarianceLayer(nn.Module):
+    """A learned 1x1 convolution read as a variance: ``rsqrt(conv(x * x) + eps)`` (AnyIR's
+    delegate-friendly LayerNorm computes its variance so)."""
+
+    def __init__(self, channels: int = 8) -> None:
+        super().__init__()
+        self.var = nn.Conv2d(channels, 1, 1, bias=False)
+        self.var.weight.data.fill_(1.0 / channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(self.var(x * x) + 1e-5)
+
+
+def test_an_eps_stays_after_the_quantizer_of_a_layer_it_follows() -> None:
+    """In float the ``+ eps`` folds into the convolution's bias; before quantization it does not, since
+    there it would be added before the layer's output quantizer and round away."""
+    from edgeir.targets.executorch.xnnpack_passes import rewrite_before_quantization
+
+    x = torch.rand(1, 8, 16, 16)
+    exported = torch.export.export(VarianceLayer().eval(), (x,), strict=False)
+    _, float_records = apply_delegate_passes(exported, (x,))
+    _, records = rewrite_before_quantization(exported, (x,))
+    assert {r["pass"]: r["rewrites"] for r in float_records}["fold_into_convolutions"] == 1
+    assert {r["pass"]: r["rewrites"] for r in records}["fold_into_convolutions"] == 0

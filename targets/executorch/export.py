@@ -80,7 +80,13 @@ class ExecuTorchTarget(Target):
             return None
         from edgeir.quant.pt2e import COREML_ENGINE, XNNPACK_ENGINE
 
-        return COREML_ENGINE if options.backend == "coreml" else XNNPACK_ENGINE
+        if options.backend == "coreml":
+            return COREML_ENGINE
+        from edgeir.targets.executorch.xnnpack_passes import computes_arithmetic, rewrite_before_quantization
+
+        # The delegate passes fold per-channel arithmetic into layers exactly in float only: run them before the
+        # quantizer sees the graph, so the int8 program is the folded one (its fake-quant reference too).
+        return XNNPACK_ENGINE.with_rewrite(rewrite_before_quantization, computes_arithmetic)
 
     def availability(self) -> Availability:
         ok = importlib.util.find_spec("executorch") is not None

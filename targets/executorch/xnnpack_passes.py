@@ -42,6 +42,10 @@ Each pass is applied to the program as exported, then the program's output on it
 inputs is compared with the original's: a pass that changes the output beyond float rounding
 raises. The largest absolute change per pass goes into the manifest. The rewritten graph is
 exported again (``torch.export``), so what the partitioner sees is a plain exported program.
+
+For int8 (PTQ) the passes also run on the float program before the quantizer annotates it
+(:func:`rewrite_before_quantization`): the folds are exact in float only, so the quantized
+program must be built from the folded graph.
 """
 
 from __future__ import annotations
@@ -67,14 +71,25 @@ PASS_TOLERANCE = 1e-4
 #: output; the artifact is then checked against the fake-quant program as every int8 export is.
 QUANTIZED_MEAN_TOLERANCE = 5e-3
 QUANTIZED_MAX_TOLERANCE = 0.1
+#: Node meta key marking a convolution or linear layer a pass made out of arithmetic (a mean over
+#: channels as a 1x1 convolution with constant weights): a computation, not a weighted layer.
+ARITHMETIC = "edgeir_arithmetic"
+
+
+def computes_arithmetic(node: fx.Node) -> bool:
+    """Whether ``node`` is a layer a pass made out of arithmetic, which a quantizer must leave in float
+    (int8 normalisation statistics cost accuracy; see :func:`rewrite_before_quantization`)."""
+    return bool(node.meta.get(ARITHMETIC))
 
 
 @dataclass
 class _Context:
-    """What a pass needs besides the graph: the module (to hold constants) and a constant cache."""
+    """What a pass needs besides the graph: the module (to hold constants), a constant cache, and
+    whether a quantizer will annotate the result (a fold must then keep what the quantizers see)."""
 
     gm: fx.GraphModule
     constants: dict[tuple, str]
+    before_quantization: bool = False
 
     def constant(self, key: tuple, make: Callable[[], torch.Tensor]) -> fx.Node:
         """A ``get_attr`` node for the constant ``make()``, shared by every use of the same ``key``."""
@@ -135,6 +150,7 @@ def _reduce(ctx: _Context, x: fx.Node, shape: tuple[int, ...], dims: list[int], 
     elif rank == 4 and dims == [1]:
         weight = ctx.constant(("conv", shape[1], value), lambda: torch.full((1, shape[1], 1, 1), value))
         y = _call(graph, aten.conv2d.default, x, weight)
+        y.meta[ARITHMETIC] = True
     else:
         trailing = dims == list(range(rank - len(dims), rank))
         if not trailing:
@@ -144,6 +160,7 @@ def _reduce(ctx: _Context, x: fx.Node, shape: tuple[int, ...], dims: list[int], 
         if dims != [rank - 1]:
             x = _call(graph, aten.reshape.default, x, [-1, count])
         y = _call(graph, aten.linear.default, x, weight)
+        y.meta[ARITHMETIC] = True
     direct = rank == 4 and dims in ([2, 3], [1]) or dims == [rank - 1]
     if (kept_shape if direct else (-1, 1)) != tuple(out_shape):
         y = _call(graph, aten.reshape.default, y, list(out_shape))
@@ -156,8 +173,26 @@ def _reduce(ctx: _Context, x: fx.Node, shape: tuple[int, ...], dims: list[int], 
 
 
 def _replace(node: fx.Node, new: fx.Node) -> None:
+    _inherit_module_path(node, new)
     node.replace_all_uses_with(new)
     node.graph.erase_node(node)
+
+
+def _inherit_module_path(node: fx.Node, new: fx.Node) -> None:
+    """The nodes made to replace ``node`` (``new`` and its new inputs) take its module path.
+
+    A quantizer's keep-float filter reads the path (``nn_module_stack``) of each node it would
+    quantize; without it, a layer the rewrite made inside a kept module would be quantized.
+    """
+    if "nn_module_stack" not in node.meta:
+        return
+    pending = [new]
+    while pending:
+        n = pending.pop()
+        if n.op != "call_function" or "nn_module_stack" in n.meta:
+            continue
+        n.meta["nn_module_stack"] = node.meta["nn_module_stack"]
+        pending.extend(n.all_input_nodes)
 
 
 def split_to_slices(ctx: _Context) -> int:
@@ -562,7 +597,10 @@ def _new_conv(ctx: _Context, conv: fx.Node, x: fx.Node, weight: torch.Tensor, bi
     b = ctx.constant((*key, "bias"), lambda: bias.contiguous())
     args = list(conv.args) + [None] * (7 - len(conv.args))
     stride, padding, dilation, groups = (args[3] or [1, 1]), (args[4] or [0, 0]), (args[5] or [1, 1]), (args[6] or 1)
-    return _call(ctx.gm.graph, aten.conv2d.default, x, w, b, stride, padding, dilation, groups)
+    new = _call(ctx.gm.graph, aten.conv2d.default, x, w, b, stride, padding, dilation, groups)
+    if conv.meta.get(ARITHMETIC):
+        new.meta[ARITHMETIC] = True
+    return new
 
 
 def _peel_constant(ctx: _Context, x: Any, kind: str, channels: int) -> tuple[Any, torch.Tensor | None]:
@@ -592,7 +630,11 @@ def fold_into_convolutions(ctx: _Context) -> int:
 
     Quantized programs are left alone: there a float-rounding change upstream of a quantize op
     can move a value across a rounding boundary, one int8 step (0.05 on AnyIR mobile), which the
-    pass check rightly refuses.
+    pass check rightly refuses. On a float program a quantizer will annotate next, a constant
+    ``+ k`` / ``- k`` is folded only into convolutions that stay float (arithmetic): folded into a
+    quantized layer it would be added before the output quantizer instead of after it, and an
+    ``eps`` added to a variance then rounds away (AnyIR ``tiny`` int8: fake-quant vs float 43.1 ->
+    32.7 dB, the artifact 29 dB from its fake-quant model, with ``rsqrt`` of a zero variance).
     """
     graph, count = ctx.gm.graph, 0
     if _is_quantized(graph):
@@ -610,7 +652,8 @@ def fold_into_convolutions(ctx: _Context) -> int:
                     (kind in ("sub", "div") and conv is not a):
                 continue
             parts, value = _conv_parts(ctx, conv), _constant(ctx, other)
-            if parts is None or value is None:
+            if parts is None or value is None or \
+                    (ctx.before_quantization and kind in ("add", "sub") and not conv.meta.get(ARITHMETIC)):
                 continue
             weight, bias = parts
             k = _per_channel(value, weight.shape[0])
@@ -846,31 +889,15 @@ def _outputs(value) -> list[torch.Tensor]:
     return []
 
 
-def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs: Sequence[torch.Tensor],
-                          ) -> tuple[torch.export.ExportedProgram, list[dict[str, Any]]]:
-    """Run :data:`PASSES` over ``exported``, check each output-equal, and export the result again.
-
-    Args:
-        exported: A program as ``torch.export.export`` gives it (static shapes).
-        example_inputs: Inputs the output-equality check runs on (the program's example inputs).
-
-    Returns:
-        The rewritten program (``exported`` itself if no pass rewrote anything) and one record per
-        pass: ``{"pass", "rewrites", "max_abs_error", "seconds"}``.
-
-    Raises:
-        ValueError: if a pass changed the program's output beyond :data:`PASS_TOLERANCE` (for a
-            quantized program: beyond :data:`QUANTIZED_MEAN_TOLERANCE` on average or
-            :data:`QUANTIZED_MAX_TOLERANCE` anywhere).
-    """
+def _run_passes(gm: fx.GraphModule, inputs: tuple[torch.Tensor, ...], before_quantization: bool = False,
+                ) -> tuple[list[dict[str, Any]], bool]:
+    """Run :data:`PASSES` over ``gm`` in place, checking each output-equal; the records and whether any rewrote."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    gm = exported.module()
-    inputs = tuple(example_inputs)
     with torch.no_grad():
         reference = [t.detach().clone() for t in _outputs(ShapeProp(gm).propagate(*inputs))]
     scale = max([1.0] + [float(t.abs().max()) for t in reference if t.numel()])
-    ctx = _Context(gm, {})
+    ctx = _Context(gm, {}, before_quantization)
     quantized = _is_quantized(gm.graph)
     records, changed = [], False
     for name, fn in PASSES:
@@ -901,6 +928,57 @@ def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs
         if quantized:
             record["mean_abs_error"] = mean_error
         records.append(record)
+    return records, changed
+
+
+def apply_delegate_passes(exported: torch.export.ExportedProgram, example_inputs: Sequence[torch.Tensor],
+                          ) -> tuple[torch.export.ExportedProgram, list[dict[str, Any]]]:
+    """Run :data:`PASSES` over ``exported``, check each output-equal, and export the result again.
+
+    Args:
+        exported: A program as ``torch.export.export`` gives it (static shapes).
+        example_inputs: Inputs the output-equality check runs on (the program's example inputs).
+
+    Returns:
+        The rewritten program (``exported`` itself if no pass rewrote anything) and one record per
+        pass: ``{"pass", "rewrites", "max_abs_error", "seconds"}``.
+
+    Raises:
+        ValueError: if a pass changed the program's output beyond :data:`PASS_TOLERANCE` (for a
+            quantized program: beyond :data:`QUANTIZED_MEAN_TOLERANCE` on average or
+            :data:`QUANTIZED_MAX_TOLERANCE` anywhere).
+    """
+    gm = exported.module()
+    inputs = tuple(example_inputs)
+    records, changed = _run_passes(gm, inputs)
     if not changed:
         return exported, records
     return torch.export.export(gm, inputs, strict=False), records
+
+
+def rewrite_before_quantization(exported: torch.export.ExportedProgram, example_inputs: Sequence[torch.Tensor],
+                                ) -> tuple[fx.GraphModule, list[dict[str, Any]]]:
+    """The float program with :data:`PASSES` applied, as the graph a PT2E quantizer annotates.
+
+    The folding passes are exact in float but not around quantize ops (a 1-ulp change crosses a
+    rounding boundary), so on a quantized program they do not run, and XNNPACK computes each of
+    those per-channel ops channels-first between two transposes: NAFNet ``mobile`` int8 kept 155
+    layout copies where fp32 has 11. Run before quantization, the quantizer annotates the folded
+    graph, the fake-quant program the artifact is checked against is built from it, and nothing is
+    left to fold afterwards. The graph is not exported again (that would drop the module paths a
+    keep-float filter reads); the nodes a pass adds take the path of the node they replace, and
+    the layers made out of arithmetic are marked (:func:`computes_arithmetic`).
+
+    Returns:
+        The rewritten graph module (with fake-tensor ``val`` meta on every node, as
+        ``torch.export`` leaves it) and one record per pass, as :func:`apply_delegate_passes`.
+    """
+    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch.fx.passes.fake_tensor_prop import FakeTensorProp
+
+    gm = exported.module()
+    inputs = tuple(example_inputs)
+    records, changed = _run_passes(gm, inputs, before_quantization=True)
+    if changed:
+        FakeTensorProp(gm, FakeTensorMode(allow_non_fake_inputs=True)).propagate(*inputs)
+    return gm, records
