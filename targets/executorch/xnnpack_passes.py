@@ -967,7 +967,8 @@ def rewrite_before_quantization(exported: torch.export.ExportedProgram, example_
     graph, the fake-quant program the artifact is checked against is built from it, and nothing is
     left to fold afterwards. The graph is not exported again (that would drop the module paths a
     keep-float filter reads); the nodes a pass adds take the path of the node they replace, and
-    the layers made out of arithmetic are marked (:func:`computes_arithmetic`).
+    the layers made out of arithmetic are marked (:func:`computes_arithmetic`). One fold is held
+    back: a constant ``+``/``-`` goes only into layers that stay float (:func:`fold_into_convolutions`).
 
     Returns:
         The rewritten graph module (with fake-tensor ``val`` meta on every node, as
