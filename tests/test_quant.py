@@ -131,6 +131,17 @@ def test_quant_report_ranks_module_groups_of_a_wrapped_program():
     assert report.all_quantized_psnr_db > 20
 
 
+def test_quant_report_groups_name_modules_and_unknown_names_are_listed():
+    """``--groups``: a bare name matches every submodule so called; a name matching none is an error."""
+    from edgeir.plugins.flexir.programs import ExitProgram
+    from edgeir.quantization.sensitivity import named_groups
+
+    program = ExitProgram(edgeir.build_model("flexir", variant="tiny", weights="random"), 2)
+    assert named_groups(program, ["conv", "layers.0+conv_first"]) == ["conv", "layers.0+conv_first"]
+    with pytest.raises(UsageError, match=r"no module named convv.*conv_first"):
+        named_groups(program, ["layers.1", "layers.0+convv"])
+
+
 @pytest.mark.parametrize("vs_fakequant,vs_float,fakequant_vs_float,agrees", [
     (40.0, 30.0, 30.1, True),    # within tolerance of its fake-quant model
     (34.2, 36.0, 36.1, True),    # AnyIR paper on Core ML: two faithful simulations drift apart, not from float

@@ -7,7 +7,8 @@ import argparse
 MAX_SIDE = 4096  # an exported program's side; larger programs need tens of GB to export (tile photos instead)
 
 
-def _size(text: str) -> tuple[int, int]:
+def program_size(text: str) -> tuple[int, int]:
+    """``--size`` of a program: ``H`` (square) or ``HxW``, each side at most :data:`MAX_SIDE`."""
     try:
         parts = [int(p) for p in text.lower().replace("x", ",").split(",")]
     except ValueError:
@@ -48,15 +49,15 @@ def add_parser(subparsers) -> None:
                         help="folder of clean images for int8 calibration and QAT (default: the built-in photos' "
                              "training split)")
     parser.add_argument("--backend", default=None, help="target backend, e.g. xnnpack or portable for executorch")
-    parser.add_argument("--size", type=_size, default=None, metavar="HxW",
+    parser.add_argument("--size", type=program_size, default=None, metavar="HxW",
                         help="input size of the exported program (default: the method's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random initialisation without --weights")
     parser.add_argument("--tlc", action="store_true",
                         help="export the Test-time Local Converter form: global pooling/statistics/attention become "
                              "local windows of 1.5x the training crop (methods with global operations only)")
-    parser.add_argument("--tlc-train-size", type=_size, default=None, metavar="HxW",
+    parser.add_argument("--tlc-train-size", type=program_size, default=None, metavar="HxW",
                         help="training crop the TLC windows derive from (default 256; implies --tlc)")
-    parser.add_argument("--tlc-base-size", type=_size, default=None, metavar="HxW",
+    parser.add_argument("--tlc-base-size", type=program_size, default=None, metavar="HxW",
                         help="TLC window at image level (default 1.5x the training crop; implies --tlc)")
     parser.add_argument("--exits", default=None, metavar="all|1,3,6",
                         help="early exits to export, for methods that have them (flexir): 'all' or a comma list; "

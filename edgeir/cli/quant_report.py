@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from edgeir.cli.export import program_size
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,6 +19,11 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--task", default=None, help="restoration task")
     parser.add_argument("--weights", default=None, help="checkpoint to load (default: shipped weights, else random)")
     parser.add_argument("--depth", type=int, default=1, help="module depth of the groups (default 1: top level)")
+    parser.add_argument("--groups", default=None, metavar="NAME[+NAME],...",
+                        help="the groups to try instead of --depth's: module names, comma-separated; '+' keeps "
+                             "several in float together; a bare name (e.g. conv) names every submodule called so")
+    parser.add_argument("--size", type=program_size, default=None, metavar="HxW",
+                        help="program size (default: the method's; quicker smaller, e.g. 128)")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(handler=handle)
 
@@ -25,7 +32,8 @@ def handle(args: argparse.Namespace) -> int:
     from edgeir.quantization.sensitivity import sensitivity
 
     report = sensitivity(args.method, args.target, variant=args.variant, task=args.task, weights=args.weights,
-                         depth=args.depth)
+                         depth=args.depth, input_size=args.size,
+                         groups=args.groups.split(",") if args.groups else None)
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
         return 0

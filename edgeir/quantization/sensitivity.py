@@ -9,6 +9,7 @@ float program when a group stays in float is that group's cost. Only fake-quant 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,13 +79,35 @@ def _psnr_vs_float(fakequant, module, batches) -> float:
     return float(np.mean(values))
 
 
-def sensitivity(method: str, target: str, *, variant: str | None = None, task: str | None = None,
-                weights=None, input_size: tuple[int, int] | None = None, depth: int = 1,
-                calibration=None, progress: bool = True) -> SensitivityReport:
-    """Quantize all but one module group at a time and rank the groups by the PSNR they cost.
+def named_groups(module, groups: Sequence[str]) -> list[str]:
+    """``groups`` checked against ``module``: each entry is one module name, or several joined by ``+``
+    (kept in float together), matched as ``QuantHints.keep_float`` matches them (``conv`` names every
+    submodule called ``conv``; ``layers.0.conv`` one of them).
 
     Raises:
-        UsageError: for a target without an int8 engine, or a program with no module groups.
+        UsageError: naming the entries that match no submodule, and the top-level groups.
+    """
+    from edgeir.quant.pt2e import in_kept_module
+
+    names = [name for name, _ in module.named_modules() if name]
+    unknown = [part for group in groups for part in group.split("+")
+               if not any(in_kept_module(name, (part,)) for name in names)]
+    if unknown:
+        raise UsageError(f"no module named {', '.join(unknown)} in the program; its groups: "
+                         f"{', '.join(module_groups(module))}")
+    return list(groups)
+
+
+def sensitivity(method: str, target: str, *, variant: str | None = None, task: str | None = None,
+                weights=None, input_size: tuple[int, int] | None = None, depth: int = 1,
+                groups: Sequence[str] | None = None, calibration=None, progress: bool = True) -> SensitivityReport:
+    """Quantize all but one module group at a time and rank the groups by the PSNR they cost.
+
+    The groups are the submodules ``depth`` levels down, or the ``groups`` named (see :func:`named_groups`).
+
+    Raises:
+        UsageError: for a target without an int8 engine, a program with no module groups, or a group
+            that names no module.
     """
     from edgeir.discovery import methods, targets
     from edgeir.pipeline.export import apply_rewrites, resolve_target_options
@@ -111,7 +134,7 @@ def sensitivity(method: str, target: str, *, variant: str | None = None, task: s
     _, _, height, width = program.inputs[photo_inputs(program.to_json())[0]].shape
     calib, _ = calibration_data(spec, task, height, width, count=lowered.quant.calibration_size, source=calibration)
     inputs = [feed(degraded) for degraded, _ in calib.batches]
-    groups = module_groups(program.module, depth)
+    groups = named_groups(program.module, groups) if groups else module_groups(program.module, depth)
     if not groups:
         raise UsageError(f"program '{program.name}' has no module groups at depth {depth}")
     evaluation = inputs[:2]
@@ -121,7 +144,7 @@ def sensitivity(method: str, target: str, *, variant: str | None = None, task: s
     with progress_bar(total=len(groups), desc=f"quant-report {method}") as bar:
         for group in groups:
             bar.set_postfix_str(group)
-            hints = dataclasses.replace(lowered.quant, keep_float=(*lowered.quant.keep_float, group))
+            hints = dataclasses.replace(lowered.quant, keep_float=(*lowered.quant.keep_float, *group.split("+")))
             result = engine.quantize(program, "int8", inputs, hints)
             value = _psnr_vs_float(result.fakequant, program.module, evaluation)
             costs.append(LayerCost(group, round(value, 2), round(value - base, 3)))
