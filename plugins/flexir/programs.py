@@ -137,6 +137,9 @@ def build_recipe(model: FlexIR, options: RecipeOptions) -> ExportRecipe:
         tile=TileSpec(size=(height, width), overlap=min(2 * window, height // 4), multiple=window),
         rewrites=(freeze,),
         # Every LayerNorm (mean and variance as linear layers) stays float: an int8 variance feeding rsqrt
-        # is where int8 accuracy collapses in transformer restorers (NOTES.md).
-        quant=QuantHints(keep_float=("norm", "norm1", "norm2", "patch_norm"), calibration_size=32),
+        # is where int8 accuracy collapses in transformer restorers (NOTES.md). So does each group's
+        # closing 3x3 convolution ("conv"), the only quantized layer reading the un-normalised residual
+        # stream: with the 2026-12-06 weights (mobile, 128x128) the fake-quant program agreed with float to
+        # 38.2 dB with them in int8 and 45.3 dB without (edgeir quant-report; docs/quantization.md).
+        quant=QuantHints(keep_float=("norm", "norm1", "norm2", "patch_norm", "conv"), calibration_size=32),
     )
