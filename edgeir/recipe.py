@@ -189,6 +189,16 @@ class QuantHints:
     programs: tuple[str, ...] | None = None
 
 
+def in_kept_module(path: str, keep_float: tuple[str, ...]) -> bool:
+    """Whether module ``path`` (dotted, relative to the program) is, or is inside, a module named in ``keep_float``.
+
+    Names are the method model's own (``condition``); a program that wraps the model
+    (``model.condition``) matches too: a name matches any run of whole path components.
+    """
+    wrapped = f".{path}."
+    return any(f".{name}." in wrapped for name in keep_float)
+
+
 @dataclass(frozen=True)
 class TLCOptions:
     """Asks a method with global operations for its Test-time Local Converter form (TLC).

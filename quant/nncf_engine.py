@@ -154,7 +154,7 @@ def ignored_operations(module, example, keep_float: tuple[str, ...]) -> list[str
     """
     from nncf.torch import wrap_model
 
-    from edgeir.quant.pt2e import in_kept_module
+    from edgeir.recipe import in_kept_module
 
     graph = wrap_model(module, example if len(example) > 1 else example[0], trace_parameters=True).get_graph()
     parameters = dict(module.named_parameters())
@@ -189,7 +189,7 @@ def quantize_layer_outputs(model, samples: Sequence[tuple], keep_float: tuple[st
     """
     import torch
 
-    from edgeir.quant.pt2e import in_kept_module
+    from edgeir.recipe import in_kept_module
 
     layers = [(name, m) for name, m in model.named_modules()
               if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from edgeir.quantization.scheme import QuantEngine, QuantizedProgram, Trainer
 from edgeir.quantization.stage import frozen
+from edgeir.recipe import in_kept_module
 
 if TYPE_CHECKING:
     import torch
@@ -34,16 +35,6 @@ QuantizerBuilder = Callable[[bool, tuple[str, ...], "Callable[[Any], bool] | Non
 #: ``rewrite(exported, example_inputs) -> (graph_module, records)``: a target's output-equal graph
 #: rewrites of the float program, applied before the quantizer annotates it (PTQ).
 GraphRewrite = Callable[[Any, Sequence[Any]], tuple[Any, list[dict[str, Any]]]]
-
-
-def in_kept_module(path: str, keep_float: tuple[str, ...]) -> bool:
-    """Whether module ``path`` (dotted, relative to the program) is, or is inside, a module named in ``keep_float``.
-
-    Names are the method model's own (``condition``); a program that wraps the model
-    (``model.condition``) matches too: a name matches any run of whole path components.
-    """
-    wrapped = f".{path}."
-    return any(f".{name}." in wrapped for name in keep_float)
 
 
 def keep_float_filter(keep_float: tuple[str, ...], float_node: Callable[[Any], bool] | None = None):

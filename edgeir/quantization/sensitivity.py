@@ -87,7 +87,7 @@ def named_groups(module, groups: Sequence[str]) -> list[str]:
     Raises:
         UsageError: naming the entries that match no submodule, and the top-level groups.
     """
-    from edgeir.quant.pt2e import in_kept_module
+    from edgeir.recipe import in_kept_module
 
     names = [name for name, _ in module.named_modules() if name]
     unknown = [part for group in groups for part in group.split("+")
